@@ -1,0 +1,61 @@
+package dnsdiag
+
+import "unicode/utf8"
+
+// The package writes JSON by appending to byte slices rather than through
+// encoding/json, so that logging does not allocate per field. These helpers
+// turn arbitrary text into JSON string literals for all of it.
+
+// appendJSONString appends s to b as a JSON string literal, quotes included.
+// It escapes what RFC 8259 requires (quote, backslash, control characters)
+// and replaces each byte of invalid UTF-8 with \ufffd, so the result is valid
+// JSON whatever s holds: DNS names and TXT strings can carry any bytes.
+func appendJSONString(b []byte, s string) []byte {
+	return appendJSONText(b, s)
+}
+
+// appendJSONBytesString is appendJSONString for a byte slice, without
+// converting it to a string first.
+func appendJSONBytesString(b []byte, s []byte) []byte {
+	return appendJSONText(b, s)
+}
+
+func appendJSONText[T string | []byte](b []byte, s T) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0 // s[start:i] is pending text that needs no escaping
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			// At most UTFMax bytes are converted, so for a []byte the
+			// conversion stays on the stack.
+			r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+			if r != utf8.RuneError || size != 1 {
+				i += size
+				continue
+			}
+		} else if c >= 0x20 && c != '"' && c != '\\' {
+			i++
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default: // a byte that does not start valid UTF-8
+			b = append(b, `\ufffd`...)
+		}
+		i++
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
