@@ -1,0 +1,125 @@
+package dnsdiag
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/dnstap"
+	"github.com/coredns/coredns/plugin/metadata"
+	"github.com/coredns/coredns/plugin/metrics"
+	"github.com/coredns/coredns/request"
+
+	"github.com/miekg/dns"
+)
+
+// sessionLabel is the metadata label holding the session id. forward's taps
+// carry it back in the dnstap Extra field; the metadata plugin exposes it to
+// log formats and dnstap extras too ({/dnsdiag/session}).
+const sessionLabel = "dnsdiag/session"
+
+// Dnsdiag correlates a query's client and forwarder legs into one session.
+type Dnsdiag struct {
+	Next plugin.Handler
+
+	policy policy
+	limits limits
+
+	// tap is handed to every forward below this instance; forwards counts
+	// them. Without a forward no query needs a session id in its context.
+	tap      *dnstap.Dnstap
+	forwards atomic.Int32
+
+	bg      backgrounds
+	metrics *instanceMetrics
+
+	// lastServer is the server label of the latest client session, for
+	// background sessions, which have no query context to take it from.
+	lastServer atomic.Pointer[string]
+}
+
+// ServeDNS implements plugin.Handler.
+func (d *Dnsdiag) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	s := newSession()
+	if !sessions.add(s, d.limits.inflight) {
+		s.recycle()
+		dropped(reasonInflightLimit)
+		if d.forwards.Load() > 0 {
+			ctx = bindSession(ctx, 0) // taps of an untracked query are known as such, not background
+		}
+		return plugin.NextOrFailure(d.Name(), d.Next, ctx, w, r)
+	}
+	s.diag, s.w, s.req, s.start = d, w, r, time.Now()
+	s.legs = append(s.legs, leg{kind: legCQ, at: s.start})
+	s.bits = legCQ
+	if d.forwards.Load() > 0 || metadata.ValueFuncs(ctx) != nil {
+		ctx = bindSession(ctx, s.id)
+	}
+	defer d.finish(ctx, s)
+
+	rw := &responseWriter{ResponseWriter: w, id: s.id}
+	rcode, err := plugin.NextOrFailure(d.Name(), d.Next, ctx, rw, r)
+	s.returned, s.chainRcode, s.err = true, rcode, err
+	return rcode, err
+}
+
+// Name implements plugin.Handler.
+func (d *Dnsdiag) Name() string { return "dnsdiag" }
+
+// bindSession puts the session id into the query's metadata, creating the
+// metadata map when the metadata plugin did not.
+func bindSession(ctx context.Context, id uint64) context.Context {
+	f := func() string { return strconv.FormatUint(id, 10) }
+	if !metadata.SetValueFunc(ctx, sessionLabel, f) {
+		ctx = metadata.ContextWithMetadata(ctx)
+		metadata.SetValueFunc(ctx, sessionLabel, f)
+	}
+	return ctx
+}
+
+// finish ends a client session once the chain has returned or panicked: it
+// works out what the client received, counts the session and hands it to
+// the logger if the policy wants it.
+func (d *Dnsdiag) finish(ctx context.Context, s *session) {
+	sessions.remove(s) // from here on no tap or write can reach s
+	s.end = time.Now()
+	switch {
+	case !s.returned:
+		// The server recovers the panic and answers SERVFAIL itself.
+		s.panicked, s.serverWrote, s.rcode = true, true, dns.RcodeServerFailure
+	case !plugin.ClientWrite(s.chainRcode):
+		// The server writes this rcode to the client after the chain
+		// returns, on its own writer: the wrapper never sees it.
+		s.serverWrote, s.rcode = true, s.chainRcode
+	}
+	server := metrics.WithServer(ctx)
+	if p := d.lastServer.Load(); p == nil || *p != server {
+		d.noteServer(server)
+	}
+	st := s.status()
+	d.metrics.session(server, s, st)
+	if !d.policy.wants(s, st) {
+		s.recycle()
+		return
+	}
+	state := request.Request{W: s.w, Req: s.req}
+	s.server, s.proto = server, state.Proto()
+	s.client = s.w.RemoteAddr().String()
+	s.local = s.w.LocalAddr().String()
+	s.prepareLog()
+	emit(s)
+}
+
+// noteServer is apart from finish so that only a change of server label,
+// not every query, moves the label to the heap.
+func (d *Dnsdiag) noteServer(server string) { d.lastServer.Store(&server) }
+
+// server is the label background sessions are counted under.
+func (d *Dnsdiag) server() string {
+	if p := d.lastServer.Load(); p != nil {
+		return *p
+	}
+	return ""
+}

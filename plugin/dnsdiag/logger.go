@@ -1,0 +1,51 @@
+package dnsdiag
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// lineWriter renders and writes session lines on its own goroutine, so a
+// slow log sink (a full pipe, a busy disk) never reaches the query path.
+// It is process-wide: sessions that straddle a reload are still written.
+type lineWriter struct {
+	once    sync.Once
+	queue   chan *session
+	pending atomic.Int64 // queued or being written
+}
+
+var lines = &lineWriter{queue: make(chan *session, logQueueSize)}
+
+// emit hands a finished session to the writer, or drops and counts it when
+// the queue is full.
+func emit(s *session) {
+	lines.once.Do(func() { go lines.run() })
+	lines.pending.Add(1)
+	select {
+	case lines.queue <- s:
+	default:
+		lines.pending.Add(-1)
+		dropped(reasonLogQueueFull)
+		s.recycle()
+	}
+}
+
+func (l *lineWriter) run() {
+	var buf []byte
+	for s := range l.queue {
+		buf = appendLine(buf[:0], s)
+		log.Info(string(buf))
+		s.diag.metrics.forServer(s.server).lines.Inc()
+		s.recycle()
+		l.pending.Add(-1)
+	}
+}
+
+// flush waits, at most timeout, until every emitted line is written.
+func (l *lineWriter) flush(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for l.pending.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,214 @@
+package dnsdiag
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	tap "github.com/dnstap/golang-dnstap"
+	"github.com/miekg/dns"
+)
+
+// Leg bits, as in the dnstap analyser's BitMap: a session's BitMap is the OR
+// of the legs seen.
+const (
+	legCQ uint8 = 1 // CLIENT_QUERY
+	legCR uint8 = 2 // CLIENT_RESPONSE
+	legFQ uint8 = 4 // FORWARDER_QUERY
+	legFR uint8 = 8 // FORWARDER_RESPONSE
+)
+
+// maxLegs bounds the legs one session keeps. forward makes at most a few
+// attempts per upstream, so only a pathological chain reaches it; past it the
+// session is marked SampleLoss instead of growing.
+const maxLegs = 64
+
+// noRcode marks a session whose client received nothing.
+const noRcode = -1
+
+// leg is one observed message. Forwarder legs keep forward's tap message,
+// which already holds the packed DNS message, the addresses and the
+// protocol, so recording a leg copies nothing.
+type leg struct {
+	kind  uint8
+	at    time.Time
+	tap   *tap.Message // FQ, FR
+	msg   *dns.Msg     // CR written with WriteMsg
+	raw   []byte       // CR written with Write
+	rcode int          // CR
+	err   error        // CR: writing to the client failed
+}
+
+// session is one client query and everything seen for it; or, for a
+// background session, one upstream refresh that no client is waiting for.
+//
+// Sessions are pooled: only the fields a logged line needs are copied out of
+// the query path (see prepareLog), so a session that is not logged costs no
+// allocation once the pool is warm.
+type session struct {
+	id    uint64
+	diag  *Dnsdiag
+	start time.Time
+	end   time.Time
+
+	// Client side; zero for background sessions.
+	w   dns.ResponseWriter // the server's writer, read only before finish returns
+	req *dns.Msg
+
+	// Background sessions only.
+	background bool
+	origin     uint64 // client session a late tap belonged to, 0 if none
+
+	// mu guards what taps can change: with serve_stale verify, a refresh
+	// goroutine taps while the client goroutine writes the stale answer.
+	mu     sync.Mutex
+	bits   uint8
+	lost   bool // a leg was not recorded: the session is incomplete
+	legs   []leg
+	legBuf [6]leg
+
+	// Outcome, set when the chain returns (or panics).
+	returned    bool
+	chainRcode  int   // rcode the chain returned
+	err         error // error the chain returned
+	rcode       int   // what the client received, noRcode if nothing
+	serverWrote bool  // the server, not the chain, wrote the client's answer
+	panicked    bool  // a plugin below panicked; the server answered SERVFAIL
+
+	// Filled by prepareLog, only for sessions that are logged.
+	server, client, local, proto string
+	timer                        *time.Timer // background sessions: closes one that never got an answer
+}
+
+var sessionPool = sync.Pool{New: func() any { return new(session) }}
+
+func newSession() *session {
+	s := sessionPool.Get().(*session)
+	s.legs = s.legBuf[:0]
+	s.rcode = noRcode
+	return s
+}
+
+// recycle clears every reference so a pooled session retains no message.
+func (s *session) recycle() {
+	clear(s.legBuf[:])
+	*s = session{}
+	sessionPool.Put(s)
+}
+
+// addLeg records a leg under the session lock. Past maxLegs the leg is
+// dropped and the session marked lost.
+func (s *session) addLeg(l leg) {
+	s.mu.Lock()
+	s.addLegLocked(l)
+	s.mu.Unlock()
+}
+
+func (s *session) addLegLocked(l leg) {
+	if len(s.legs) >= maxLegs {
+		s.lost = true
+		dropped(reasonLegLimit)
+		return
+	}
+	s.bits |= l.kind
+	s.legs = append(s.legs, l)
+	if l.kind == legCR {
+		s.rcode = l.rcode
+	}
+}
+
+// status is a session's Status, as in the dnstap analyser.
+type status uint8
+
+const (
+	statusSucceeded status = iota
+	statusFailed
+	statusSampleLoss
+	statusCount
+)
+
+var statusNames = [statusCount]string{"Succeeded", "Failed", "SampleLoss"}
+
+func (st status) String() string { return statusNames[st] }
+
+// status classifies a finished session: SampleLoss when dnsdiag knows it
+// missed a leg, Succeeded when the client got NOERROR or NXDOMAIN (for a
+// background session: when the upstream answered so), Failed otherwise.
+func (s *session) status() status {
+	switch {
+	case s.lost:
+		return statusSampleLoss
+	case s.rcode == dns.RcodeSuccess || s.rcode == dns.RcodeNameError:
+		return statusSucceeded
+	}
+	return statusFailed
+}
+
+// lastUpstreamRcode is the rcode of the last forwarder response, noRcode if
+// none came back.
+func (s *session) lastUpstreamRcode() int {
+	for i := len(s.legs) - 1; i >= 0; i-- {
+		if s.legs[i].kind == legFR {
+			return rawRcode(s.legs[i].tap.GetResponseMessage())
+		}
+	}
+	return noRcode
+}
+
+// rawRcode reads the rcode from a packed message's header without unpacking
+// it; noRcode if the header is incomplete.
+func rawRcode(b []byte) int {
+	if len(b) < 12 {
+		return noRcode
+	}
+	return int(b[3] & 0x0f)
+}
+
+// attempt is one upstream exchange: its FORWARDER_QUERY, the
+// FORWARDER_RESPONSE if one came back, and when it began.
+type attempt struct {
+	q, r  *leg
+	began time.Time
+}
+
+// attempts yields the session's upstream attempts in order. forward taps an
+// attempt only after its exchange, both legs back to back, so an attempt
+// began when the previous leg was seen, or when forward started if later.
+func (s *session) attempts(yield func(attempt) bool) {
+	for i := range s.legs {
+		q := &s.legs[i]
+		if q.kind != legFQ {
+			continue
+		}
+		a := attempt{q: q, began: tapQueryTime(q.tap)}
+		if i > 0 && s.legs[i-1].at.After(a.began) {
+			a.began = s.legs[i-1].at
+		}
+		if i+1 < len(s.legs) && s.legs[i+1].kind == legFR {
+			a.r = &s.legs[i+1]
+		}
+		if !yield(a) {
+			return
+		}
+	}
+}
+
+// upstream is the address the attempt was sent to.
+func (a attempt) upstream() netip.AddrPort {
+	ip, _ := netip.AddrFromSlice(a.q.tap.GetResponseAddress())
+	return netip.AddrPortFrom(ip.Unmap(), uint16(a.q.tap.GetResponsePort()))
+}
+
+func (a attempt) duration() time.Duration { return a.q.at.Sub(a.began) }
+
+// rcode is what the upstream answered, noRcode if it did not.
+func (a attempt) rcode() int {
+	if a.r == nil {
+		return noRcode
+	}
+	return rawRcode(a.r.tap.GetResponseMessage())
+}
+
+func tapQueryTime(m *tap.Message) time.Time {
+	return time.Unix(int64(m.GetQueryTimeSec()), int64(m.GetQueryTimeNsec()))
+}

@@ -1,0 +1,116 @@
+package dnsdiag
+
+import (
+	"errors"
+	"reflect"
+	"time"
+	"unsafe"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/dnstap"
+	"github.com/coredns/coredns/plugin/forward"
+
+	tap "github.com/dnstap/golang-dnstap"
+)
+
+// newTap builds the *dnstap.Dnstap that dnsdiag hands to forward. forward
+// calls it synchronously, on the query's goroutine, once per upstream
+// attempt: FORWARDER_QUERY, then FORWARDER_RESPONSE if a reply came back.
+//
+// dnstap's sink field is unexported and has no constructor, so it is set by
+// reflection to an in-process sink: nothing is encoded, queued or sent.
+// ExtraFormat makes dnstap evaluate the session id from the query's context
+// into each message's Extra field, which correlates the leg exactly.
+// IncludeRawMessage makes forward pack the query and reply: the only way to
+// see the upstream's own rcode.
+func newTap(sink *tapSink) (*dnstap.Dnstap, error) {
+	t := &dnstap.Dnstap{IncludeRawMessage: true, ExtraFormat: "{/" + sessionLabel + "}"}
+	field := reflect.ValueOf(t).Elem().FieldByName("io")
+	value := reflect.ValueOf(sink)
+	if !field.IsValid() || field.Kind() != reflect.Interface || !value.Type().Implements(field.Type()) {
+		return nil, errors.New("this CoreDNS's dnstap plugin has no settable sink field 'io': dnsdiag needs CoreDNS v1.15.0's dnstap internals")
+	}
+	reflect.NewAt(field.Type(), unsafe.Pointer(field.UnsafeAddr())).Elem().Set(value)
+	return t, nil
+}
+
+// tapSink receives forward's taps for one dnsdiag instance.
+type tapSink struct{ d *Dnsdiag }
+
+// Dnstap implements dnstap's sink interface.
+func (t *tapSink) Dnstap(p *tap.Dnstap) {
+	m := p.GetMessage()
+	if m == nil {
+		return
+	}
+	l := leg{at: time.Now(), tap: m}
+	switch m.GetType() {
+	case tap.Message_FORWARDER_QUERY:
+		l.kind = legFQ
+	case tap.Message_FORWARDER_RESPONSE:
+		l.kind = legFR
+	default:
+		return
+	}
+	id, ok := parseID(p.GetExtra())
+	switch {
+	case ok && id == 0:
+		dropped(reasonUntrackedTap) // its query was shed at the in-flight limit
+	case ok && sessions.addLeg(id, l):
+	default:
+		// No client session is waiting: a prefetch or serve_stale refresh
+		// (no id), or a verify that outlived its client session (stale id).
+		t.d.bg.add(t.d, id, l)
+	}
+}
+
+// parseID reads a decimal session id; the metadata placeholder evaluates to
+// "-" when the query carried no id.
+func parseID(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var id uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		id = id*10 + uint64(c-'0')
+	}
+	return id, true
+}
+
+// forwardsBelow walks the plugin chain from h through the exported Next
+// fields and returns every forward instance on it. CoreDNS's handler
+// registry keeps only the last forward of a server block, so walking is the
+// only way to find them all.
+func forwardsBelow(h plugin.Handler) []*forward.Forward {
+	var fs []*forward.Forward
+	for depth := 0; h != nil && depth < 256; depth++ {
+		if f, ok := h.(*forward.Forward); ok {
+			fs = append(fs, f)
+		}
+		h = nextHandler(h)
+	}
+	return fs
+}
+
+// nextHandler returns the handler in h's exported Next field, if any.
+func nextHandler(h plugin.Handler) plugin.Handler {
+	v := reflect.ValueOf(h)
+	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return nil
+	}
+	f := v.FieldByName("Next")
+	if !f.IsValid() || !f.CanInterface() {
+		return nil
+	}
+	next, _ := f.Interface().(plugin.Handler)
+	return next
+}

@@ -1,0 +1,38 @@
+package dnsdiag
+
+import (
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// responseWriter records every answer written to the client as a
+// CLIENT_RESPONSE leg of session id. It reaches the session through the
+// registry, not a pointer: a plugin may keep the writer past the end of the
+// query (serve_stale's verify does), and the pooled session may by then
+// belong to another query.
+type responseWriter struct {
+	dns.ResponseWriter
+	id uint64
+}
+
+// WriteMsg implements dns.ResponseWriter.
+func (w *responseWriter) WriteMsg(m *dns.Msg) error {
+	err := w.ResponseWriter.WriteMsg(m)
+	w.record(leg{kind: legCR, at: time.Now(), msg: m, rcode: m.Rcode, err: err})
+	return err
+}
+
+// Write implements dns.ResponseWriter. The buffer belongs to the caller, so
+// the rare plugin that writes raw bytes pays for a copy.
+func (w *responseWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.record(leg{kind: legCR, at: time.Now(), raw: append([]byte(nil), b...), rcode: rawRcode(b), err: err})
+	return n, err
+}
+
+func (w *responseWriter) record(l leg) {
+	if !sessions.addLeg(w.id, l) {
+		dropped(reasonLateWrite)
+	}
+}
