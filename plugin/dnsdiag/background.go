@@ -94,8 +94,9 @@ func (d *Dnsdiag) finishBackground(s *session) {
 	s.rcode = s.lastUpstreamRcode()
 	st := s.status()
 	server := d.server()
-	d.metrics.background(server, s, st)
-	if !d.policy.wants(s, st) {
+	m := d.metrics.forServer(server)
+	m.background(s, st)
+	if !d.decide(m, s, st) {
 		s.recycle()
 		return
 	}

@@ -99,8 +99,9 @@ func (d *Dnsdiag) finish(ctx context.Context, s *session) {
 		d.noteServer(server)
 	}
 	st := s.status()
-	d.metrics.session(server, s, st)
-	if !d.policy.wants(s, st) {
+	m := d.metrics.forServer(server)
+	m.session(s, st)
+	if !d.decide(m, s, st) {
 		s.recycle()
 		return
 	}
@@ -110,6 +111,20 @@ func (d *Dnsdiag) finish(ctx context.Context, s *session) {
 	s.local = s.w.LocalAddr().String()
 	s.prepareLog()
 	emit(s)
+}
+
+// decide applies the log policy and the rate limit to a finished session,
+// counting what it suppresses.
+func (d *Dnsdiag) decide(m *serverMetrics, s *session, st status) bool {
+	if !d.policy.selects(s, st) {
+		m.suppressed[suppressedPolicy].Inc()
+		return false
+	}
+	if !d.policy.limiter.allow(s.end) {
+		m.suppressed[suppressedRateLimit].Inc()
+		return false
+	}
+	return true
 }
 
 // noteServer is apart from finish so that only a change of server label,

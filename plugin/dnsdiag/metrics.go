@@ -49,6 +49,11 @@ var (
 		Help: "Session lines written to the log.",
 	}, []string{"server"})
 
+	logSuppressed = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace, Subsystem: "dnsdiag", Name: "log_suppressed_total",
+		Help: "Sessions not logged, by reason: policy (not selected) or rate_limit.",
+	}, []string{"server", "reason"})
+
 	droppedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace, Subsystem: "dnsdiag", Name: "dropped_total",
 		Help: "Work dnsdiag shed to protect the query path, by reason.",
@@ -90,11 +95,12 @@ type instanceMetrics struct {
 }
 
 type serverMetrics struct {
-	server   string
-	sessions [statusCount][16]atomic.Pointer[prometheus.Counter]
-	duration [statusCount]prometheus.Observer
-	bg       [statusCount]prometheus.Counter
-	lines    prometheus.Counter
+	server     string
+	sessions   [statusCount][16]atomic.Pointer[prometheus.Counter]
+	duration   [statusCount]prometheus.Observer
+	bg         [statusCount]prometheus.Counter
+	lines      prometheus.Counter
+	suppressed [suppressionCount]prometheus.Counter
 
 	mu        sync.RWMutex
 	upstreams map[upstreamKey]*upstreamSeries
@@ -130,18 +136,20 @@ func (im *instanceMetrics) forServer(server string) *serverMetrics {
 			m.bg[st] = backgroundTotal.WithLabelValues(server, st.String())
 		}
 		m.lines = logLines.WithLabelValues(server)
+		for r := range suppressionCount {
+			m.suppressed[r] = logSuppressed.WithLabelValues(server, suppressionNames[r])
+		}
 		im.servers[server] = m
 	}
 	return m
 }
 
 // session counts a finished client session.
-func (im *instanceMetrics) session(server string, s *session, st status) {
-	m := im.forServer(server)
+func (m *serverMetrics) session(s *session, st status) {
 	p := &m.sessions[st][s.bits&15]
 	c := p.Load()
 	if c == nil {
-		cnt := sessionsTotal.WithLabelValues(server, st.String(), strconv.Itoa(int(s.bits&15)))
+		cnt := sessionsTotal.WithLabelValues(m.server, st.String(), strconv.Itoa(int(s.bits&15)))
 		c = &cnt
 		p.Store(c)
 	}
@@ -151,8 +159,7 @@ func (im *instanceMetrics) session(server string, s *session, st status) {
 }
 
 // background counts a finished background session.
-func (im *instanceMetrics) background(server string, s *session, st status) {
-	m := im.forServer(server)
+func (m *serverMetrics) background(s *session, st status) {
 	m.bg[st].Inc()
 	m.attempts(s)
 }

@@ -1,6 +1,8 @@
 package dnsdiag
 
 import (
+	"sync"
+
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
@@ -32,6 +34,18 @@ func setup(c *caddy.Controller) error {
 		}
 		return nil
 	})
+	if d.policy.limiter.rate > 0 {
+		stop := make(chan struct{})
+		var once sync.Once
+		c.OnStartup(func() error {
+			go d.policy.limiter.run(stop)
+			return nil
+		})
+		c.OnShutdown(func() error {
+			once.Do(func() { close(stop) })
+			return nil
+		})
+	}
 	c.OnFinalShutdown(func() error {
 		lines.flush(flushTimeout)
 		return nil
@@ -47,7 +61,8 @@ func setup(c *caddy.Controller) error {
 // parse reads the dnsdiag directive and its block. Every error names the
 // Corefile and line (caddy's Errf and ArgErr do).
 func parse(c *caddy.Controller) (*Dnsdiag, error) {
-	d := &Dnsdiag{policy: defaultPolicy(), limits: defaultLimits()}
+	d := &Dnsdiag{limits: defaultLimits()}
+	d.policy.setDefaults()
 	for i := 0; c.Next(); i++ {
 		if i > 0 {
 			return nil, c.Err("dnsdiag can only be used once per server block")
@@ -65,6 +80,9 @@ func parse(c *caddy.Controller) (*Dnsdiag, error) {
 			if err := d.policy.parseOption(c, opt); err != nil {
 				return nil, err
 			}
+		}
+		if err := d.policy.validate(c); err != nil {
+			return nil, err
 		}
 	}
 	return d, nil

@@ -1,0 +1,81 @@
+package dnsdiag
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// reportInterval is how often a rate-limited instance says how many lines
+// it suppressed.
+var reportInterval = 10 * time.Second
+
+// limiter is a token bucket on session lines per second, with a burst of
+// defaultRateBurst seconds' worth, so that a failing upstream at full load
+// cannot flood the log. It is consulted only for sessions the policy
+// selected, never on the path of a session that is not logged.
+type limiter struct {
+	rate int64 // lines per second, 0 for no limit
+
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+
+	suppressed atomic.Int64 // since the last report
+}
+
+func (l *limiter) setRate(n int64) {
+	l.rate = n
+	l.tokens = float64(n * defaultRateBurst)
+}
+
+// allow takes a token at time now, or counts a suppressed line.
+func (l *limiter) allow(now time.Time) bool {
+	if l.rate == 0 {
+		return true
+	}
+	l.mu.Lock()
+	if !l.last.IsZero() {
+		l.tokens += now.Sub(l.last).Seconds() * float64(l.rate)
+		if limit := float64(l.rate * defaultRateBurst); l.tokens > limit {
+			l.tokens = limit
+		}
+	}
+	if now.After(l.last) {
+		l.last = now
+	}
+	ok := l.tokens >= 1
+	if ok {
+		l.tokens--
+	}
+	l.mu.Unlock()
+	if !ok {
+		l.suppressed.Add(1)
+	}
+	return ok
+}
+
+// report writes one line if lines were suppressed since the last report.
+func (l *limiter) report(window time.Duration) {
+	if n := l.suppressed.Swap(0); n > 0 {
+		log.Warningf("rate limit: suppressed %d session lines in the last %s (limit %d lines/s); coredns_dnsdiag_sessions_total still counts every session",
+			n, window.Round(time.Second), l.rate)
+	}
+}
+
+// run reports every reportInterval until stop is closed, then once more.
+func (l *limiter) run(stop <-chan struct{}) {
+	t := time.NewTicker(reportInterval)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case now := <-t.C:
+			l.report(now.Sub(last))
+			last = now
+		case <-stop:
+			l.report(time.Since(last))
+			return
+		}
+	}
+}
