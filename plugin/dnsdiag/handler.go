@@ -91,8 +91,12 @@ func (d *Dnsdiag) finish(ctx context.Context, s *session) {
 		s.panicked, s.serverWrote, s.rcode = true, true, dns.RcodeServerFailure
 	case !plugin.ClientWrite(s.chainRcode):
 		// The server writes this rcode to the client after the chain
-		// returns, on its own writer: the wrapper never sees it.
-		s.serverWrote, s.rcode = true, s.chainRcode
+		// returns, on its own writer: the wrapper never sees it. If the
+		// chain had answered already, the client keeps that first answer.
+		s.serverWrote = true
+		if s.bits&legCR == 0 {
+			s.rcode = s.chainRcode
+		}
 	}
 	server := metrics.WithServer(ctx)
 	if p := d.lastServer.Load(); p == nil || *p != server {

@@ -182,6 +182,8 @@ func (s *session) cause() string {
 	case s.background:
 	case s.bits&legCR == 0 && !s.serverWrote:
 		c = "CoreDNS sent no response: a plugin dropped the query (e.g. acl)"
+	case s.serverWrote && s.bits&legCR != 0:
+		c = "the plugin chain answered but returned " + rcodeName(s.chainRcode) + ", so the server sent a second answer"
 	case s.serverWrote:
 		c = "the plugin chain returned " + rcodeName(s.rcode) + " without answering; the server answered it"
 	case s.rcode != dns.RcodeSuccess && s.rcode != dns.RcodeNameError && asked == 0:

@@ -119,7 +119,7 @@ func (p *policy) validate(c *caddy.Controller) error {
 	if p.set["log"] && p.set["status"] {
 		return c.Err("use either 'log' or 'status', not both: 'status' is the finer form of 'log'")
 	}
-	if p.logsNothing() {
+	if p.set["log"] && p.selectsNoStatus() {
 		for _, opt := range []string{"bitmap", "slow", "sample", "rate", "messages"} {
 			if p.set[opt] {
 				return c.Errf("'log none' logs nothing, so %q has no effect: remove it", opt)
@@ -129,9 +129,7 @@ func (p *policy) validate(c *caddy.Controller) error {
 	return nil
 }
 
-func (p *policy) logsNothing() bool {
-	return p.statuses == [statusCount]bool{} && p.slow == 0 && p.sample == 0
-}
+func (p *policy) selectsNoStatus() bool { return p.statuses == [statusCount]bool{} }
 
 func parseStatus(s string) (status, bool) {
 	for st, name := range statusNames {

@@ -14,24 +14,17 @@ var log = clog.NewWithPlugin("dnsdiag")
 func init() { plugin.Register("dnsdiag", setup) }
 
 func setup(c *caddy.Controller) error {
-	d, err := parse(c)
+	d, err := newDnsdiag(c)
 	if err != nil {
 		return plugin.Error("dnsdiag", err)
 	}
-	if d.tap, err = newTap(&tapSink{d: d}); err != nil {
-		return plugin.Error("dnsdiag", err)
-	}
-	d.metrics = newInstanceMetrics()
 
 	// The chain is built before startup functions run, so every forward of
 	// this server block is reachable from d.Next by then. A reload builds a
 	// new chain with new forwards and runs this again on them: a forward is
 	// hooked exactly once, by the instance of its own server block.
 	c.OnStartup(func() error {
-		for _, f := range forwardsBelow(d.Next) {
-			f.SetTapPlugin(d.tap)
-			d.forwards.Add(1)
-		}
+		d.hookForwards()
 		return nil
 	})
 	if d.policy.limiter.rate > 0 {
@@ -56,6 +49,28 @@ func setup(c *caddy.Controller) error {
 		return d
 	})
 	return nil
+}
+
+// newDnsdiag builds an instance from its Corefile block, ready to be put in
+// a chain; hooking the forwards below it waits for the chain to exist.
+func newDnsdiag(c *caddy.Controller) (*Dnsdiag, error) {
+	d, err := parse(c)
+	if err != nil {
+		return nil, err
+	}
+	if d.tap, err = newTap(&tapSink{d: d}); err != nil {
+		return nil, err
+	}
+	d.metrics = newInstanceMetrics()
+	return d, nil
+}
+
+// hookForwards hands d's tap to every forward below d.
+func (d *Dnsdiag) hookForwards() {
+	for _, f := range forwardsBelow(d.Next) {
+		f.SetTapPlugin(d.tap)
+		d.forwards.Add(1)
+	}
 }
 
 // parse reads the dnsdiag directive and its block. Every error names the

@@ -1,0 +1,188 @@
+package dnsdiag
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	golog "log"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/plugin/forward"
+	"github.com/coredns/coredns/plugin/pkg/proxy"
+	"github.com/coredns/coredns/plugin/pkg/transport"
+	"github.com/miekg/dns"
+)
+
+// handlerFunc turns a function into the next plugin of a test chain.
+type handlerFunc func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error)
+
+func (f handlerFunc) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	return f(ctx, w, r)
+}
+func (f handlerFunc) Name() string { return "testhandler" }
+
+// answer is a next plugin that writes a reply with rcode and, like
+// CoreDNS's own plugins after writing, returns success.
+func answer(rcode int) handlerFunc {
+	return func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		m := new(dns.Msg)
+		m.SetRcode(r, rcode)
+		if rcode == dns.RcodeSuccess {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30}, A: net.IPv4(192, 0, 2, 1)})
+		}
+		return dns.RcodeSuccess, w.WriteMsg(m)
+	}
+}
+
+// newTestDiag builds an instance from a Corefile block, in front of next.
+func newTestDiag(t testing.TB, corefile string, next handlerFuncOrHandler) *Dnsdiag {
+	t.Helper()
+	d, err := newDnsdiag(caddy.NewTestController("dns", corefile))
+	if err != nil {
+		t.Fatalf("newDnsdiag(%q): %v", corefile, err)
+	}
+	d.Next = next
+	d.hookForwards()
+	return d
+}
+
+type handlerFuncOrHandler = interface {
+	ServeDNS(context.Context, dns.ResponseWriter, *dns.Msg) (int, error)
+	Name() string
+}
+
+// logCapture collects what CoreDNS's logger writes.
+type logCapture struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (c *logCapture) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.Write(p)
+}
+
+func (c *logCapture) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}
+
+func captureLog(t testing.TB) *logCapture {
+	c := &logCapture{}
+	golog.SetOutput(c)
+	t.Cleanup(func() { golog.SetOutput(nil) })
+	return c
+}
+
+// line is the parsed form of a session line.
+type line struct {
+	Status          string
+	BitMap          int
+	Session         uint64
+	Background      bool
+	ClientSession   uint64
+	Client          string
+	Protocol        string
+	QName, QType    string
+	Rcode           *string
+	ServerGenerated bool
+	Panic           bool
+	Cause, Error    string
+	DurationMs      float64
+	Upstreams       []struct {
+		Address, Protocol string
+		Rcode             *string
+		DurationMs        float64
+	}
+	Messages []struct {
+		Type                          string
+		Time                          time.Time
+		QueryAddress, ResponseAddress string
+		Message                       map[string]any
+	}
+}
+
+// sessionLines waits for pending lines and parses every session line.
+func (c *logCapture) sessionLines(t testing.TB) []line {
+	t.Helper()
+	lines.flush(5 * time.Second)
+	var out []line
+	for _, s := range strings.Split(c.String(), "\n") {
+		_, js, ok := strings.Cut(s, "[INFO] plugin/dnsdiag: ")
+		if !ok || !strings.HasPrefix(js, "{") {
+			continue
+		}
+		var l line
+		if err := json.Unmarshal([]byte(js), &l); err != nil {
+			t.Fatalf("line is not JSON: %v\n%s", err, js)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// oneLine asserts exactly one session line was written and returns it.
+func (c *logCapture) oneLine(t testing.TB) line {
+	t.Helper()
+	ls := c.sessionLines(t)
+	if len(ls) != 1 {
+		t.Fatalf("want 1 session line, got %d:\n%s", len(ls), c.String())
+	}
+	return ls[0]
+}
+
+func query(name string, qtype uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	return m
+}
+
+// upstream serves h on a UDP socket on 127.0.0.1.
+func upstream(t testing.TB, h dns.HandlerFunc) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: func() { close(started) }}
+	go srv.ActivateAndServe()
+	<-started
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// newForward is a real forward plugin sending to addrs in order.
+func newForward(t testing.TB, addrs ...string) *forward.Forward {
+	f := forward.New()
+	for _, a := range addrs {
+		f.SetProxy(proxy.NewProxy("forward", a, transport.DNS))
+	}
+	if err := f.OnStartup(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.OnShutdown() })
+	return f
+}
+
+func rcodeOf(l line) string {
+	if l.Rcode == nil {
+		return "<nil>"
+	}
+	return *l.Rcode
+}
+
+func types(l line) string {
+	var ts []string
+	for _, m := range l.Messages {
+		ts = append(ts, m.Type)
+	}
+	return strings.Join(ts, " ")
+}
