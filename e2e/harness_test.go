@@ -469,10 +469,23 @@ func (s *Server) WaitLines(desc string, n int, pred func(Line) bool) []Line {
 	}
 }
 
-// WaitClient waits for the session line of the query sent from local.
-func (s *Server) WaitClient(local string) Line {
+// WaitClient waits for the session line of query r: same client address
+// (ports get reused, so also) same question and same DNS id.
+func (s *Server) WaitClient(r Result) Line {
 	s.t.Helper()
-	return s.WaitLine("from client "+local, func(l Line) bool { return l.Client == local && !l.Background })
+	name := r.Query.Question[0].Name
+	return s.WaitLine(fmt.Sprintf("for %s id %d from %s", name, r.Query.Id, r.Local), func(l Line) bool {
+		return l.IsClient(r)
+	})
+}
+
+// IsClient reports whether l is the session of query r.
+func (l Line) IsClient(r Result) bool {
+	if l.Background || l.Client != r.Local || l.QName != r.Query.Question[0].Name || len(l.Messages) == 0 {
+		return false
+	}
+	var h struct{ ID int }
+	return json.Unmarshal(l.Messages[0].Message, &h) == nil && h.ID == int(r.Query.Id)
 }
 
 // WaitOutput waits, at most 10 s, until n output lines contain substr.
@@ -768,6 +781,40 @@ func check(t testing.TB, l Line, w want) {
 	}
 	if !l.Background && (len(l.Messages) == 0 || l.Messages[0].Type != "CLIENT_QUERY") {
 		bad("first leg", l.Types(), "CLIENT_QUERY first")
+	}
+	if l.Background && l.Count("CLIENT_QUERY")+l.Count("CLIENT_RESPONSE") != 0 {
+		bad("background legs", l.Types(), "forwarder legs only")
+	}
+	// Times: the session starts no later than its first leg, legs are in
+	// order, and no upstream attempt outlasts the session.
+	start, err := time.Parse(time.RFC3339Nano, l.Time)
+	if err != nil {
+		bad("Time", l.Time, "RFC 3339")
+	}
+	prev := start
+	for _, m := range l.Messages {
+		at, err := time.Parse(time.RFC3339Nano, m.Time)
+		if err != nil || at.Before(prev) {
+			bad(m.Type+" Time", m.Time, "RFC 3339, not before "+prev.Format(time.RFC3339Nano))
+		}
+		prev = at
+	}
+	if l.DurationMs < 0 {
+		bad("DurationMs", l.DurationMs, ">= 0")
+	}
+	for _, u := range l.Upstreams {
+		if u.DurationMs < 0 || u.DurationMs > l.DurationMs+0.001 {
+			bad("upstream DurationMs", u.DurationMs, fmt.Sprintf("within the session's %v", l.DurationMs))
+		}
+	}
+	// Client legs go between the client and this server's address.
+	if !l.Background {
+		for _, m := range l.Messages {
+			if (m.Type == "CLIENT_QUERY" || m.Type == "CLIENT_RESPONSE") &&
+				(m.QueryAddress != l.Client || "dns://"+m.ResponseAddress != l.Server || m.Protocol != l.Protocol) {
+				bad(m.Type+" addresses", m.QueryAddress+" -> "+m.ResponseAddress+" "+m.Protocol, l.Client+" -> "+l.Server+" "+l.Protocol)
+			}
+		}
 	}
 }
 

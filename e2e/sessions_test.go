@@ -105,7 +105,7 @@ func TestSessionCacheMissThenHit(t *testing.T) {
 	if got := answerA(t, r1.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.1" {
 		t.Fatalf("answer %s, want 192.0.2.1", got)
 	}
-	l1 := s.WaitClient(r1.Local)
+	l1 := s.WaitClient(r1)
 	check(t, l1, want{Status: "Succeeded", BitMap: 15, Rcode: "NOERROR", Server: s.ServerLabel("PORT"), Client: r1.Local,
 		Protocol: "udp", QName: "www.ok.test.", QType: "A", Types: legs15, ServerGen: ptr(false), Upstreams: 1})
 	checkUpstream(t, l1, 0, s.Addr("UP"), "udp", "NOERROR")
@@ -124,7 +124,7 @@ func TestSessionCacheMissThenHit(t *testing.T) {
 	if got := answerA(t, r2.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.1" {
 		t.Fatalf("answer %s, want 192.0.2.1", got)
 	}
-	l2 := s.WaitClient(r2.Local)
+	l2 := s.WaitClient(r2)
 	check(t, l2, want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", Client: r2.Local, Protocol: "udp",
 		QName: "www.ok.test.", QType: "A", Types: legs3, ServerGen: ptr(false), Upstreams: 0})
 	checkClientLegs(t, l2, r2)
@@ -153,7 +153,7 @@ func TestSessionHostsAnswer(t *testing.T) {
 	if got := answerA(t, r.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.10" {
 		t.Fatalf("answer %s, want 192.0.2.10", got)
 	}
-	l := s.WaitClient(r.Local)
+	l := s.WaitClient(r)
 	check(t, l, want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", Server: s.ServerLabel("PORT"), Client: r.Local,
 		Protocol: "udp", QName: "h.test.", QType: "A", Types: legs3, ServerGen: ptr(false), Upstreams: 0})
 	checkClientLegs(t, l, r)
@@ -175,7 +175,7 @@ func TestSessionTemplateAnswer(t *testing.T) {
 	if len(m.Answer) != 1 || m.Answer[0].(*dns.AAAA).AAAA.String() != "2001:db8::7" {
 		t.Fatalf("answer %v, want 2001:db8::7", m.Answer)
 	}
-	l := s.WaitClient(r.Local)
+	l := s.WaitClient(r)
 	check(t, l, want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", Client: r.Local, Protocol: "udp",
 		QName: "x.t.test.", QType: "AAAA", Types: legs3, ServerGen: ptr(false), Upstreams: 0})
 	checkClientLegs(t, l, r)
@@ -186,7 +186,7 @@ func TestSessionUpstreamNXDOMAIN(t *testing.T) {
 	s := Start(t, forwardCorefile(logAll, "", ""), nil)
 	r := Query(t, "udp", s.Addr("PORT"), "no.nx.test", dns.TypeA, qTimeout)
 	r.MustAnswer(t, dns.RcodeNameError)
-	l := s.WaitClient(r.Local)
+	l := s.WaitClient(r)
 	check(t, l, want{Status: "Succeeded", BitMap: 15, Rcode: "NXDOMAIN", Client: r.Local, Protocol: "udp",
 		QName: "no.nx.test.", QType: "A", Types: legs15, ServerGen: ptr(false), Upstreams: 1})
 	checkUpstream(t, l, 0, s.Addr("UP"), "udp", "NXDOMAIN")
@@ -198,7 +198,7 @@ func TestSessionUpstreamSERVFAIL(t *testing.T) {
 	s := Start(t, forwardCorefile(logAll, "", ""), nil)
 	r := Query(t, "udp", s.Addr("PORT"), "x.fail.test", dns.TypeA, qTimeout)
 	r.MustAnswer(t, dns.RcodeServerFailure)
-	l := s.WaitClient(r.Local)
+	l := s.WaitClient(r)
 	check(t, l, want{Status: "Failed", BitMap: 15, Rcode: "SERVFAIL", Client: r.Local, Protocol: "udp",
 		QName: "x.fail.test.", QType: "A", Types: legs15, ServerGen: ptr(false), Upstreams: 1})
 	checkUpstream(t, l, 0, s.Addr("UP"), "udp", "SERVFAIL")
@@ -231,7 +231,7 @@ func TestSessionUpstreamSilent(t *testing.T) {
 	r := Query(t, "udp", s.Addr("PORT"), "silent.test", dns.TypeA, 10*time.Second)
 	r.MustAnswer(t, dns.RcodeServerFailure)
 	took := time.Since(start)
-	l := s.WaitClient(r.Local)
+	l := s.WaitClient(r)
 	check(t, l, want{Status: "Failed", BitMap: 5, Rcode: "SERVFAIL", Client: r.Local, Protocol: "udp",
 		QName: "silent.test.", QType: "A", ServerGen: ptr(true), Upstreams: -1})
 	if len(l.Upstreams) < 1 {
@@ -252,7 +252,7 @@ func TestSessionUpstreamSilent(t *testing.T) {
 
 	r2 := Query(t, "udp", s.Addr("PORT"), "silent.test", dns.TypeA, qTimeout)
 	r2.MustAnswer(t, dns.RcodeServerFailure)
-	l2 := s.WaitClient(r2.Local)
+	l2 := s.WaitClient(r2)
 	check(t, l2, want{Status: "Failed", BitMap: 3, Rcode: "SERVFAIL", Client: r2.Local, Types: legs3, ServerGen: ptr(false), Upstreams: 0})
 	if l2.Cause == "" {
 		t.Errorf("a failed session needs a Cause: %s", l2.Raw)
@@ -275,7 +275,7 @@ func TestSessionACLDrop(t *testing.T) {
 	if r.Err == nil || r.Msg != nil {
 		t.Fatalf("acl drop: want a client timeout, got %v %v", r.Msg, r.Err)
 	}
-	l := s.WaitClient(r.Local)
+	l := s.WaitClient(r)
 	check(t, l, want{Status: "Failed", BitMap: 1, Rcode: "null", Client: r.Local, Protocol: "udp",
 		QName: "x.drop.test.", QType: "A", Types: []string{cq}, ServerGen: ptr(false), Upstreams: 0})
 	checkClientLegs(t, l, r)
@@ -301,7 +301,7 @@ func TestSessionDeadFirstUpstream(t *testing.T) {
 	if got := answerA(t, r.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.1" {
 		t.Fatalf("answer %s", got)
 	}
-	l := s.WaitClient(r.Local)
+	l := s.WaitClient(r)
 	check(t, l, want{Status: "Succeeded", BitMap: 15, Rcode: "NOERROR", Client: r.Local, Protocol: "udp",
 		QName: "www.ok.test.", QType: "A", ServerGen: ptr(false), Upstreams: -1})
 	if len(l.Upstreams) < 2 {
@@ -328,7 +328,7 @@ func TestSessionTruncatedRetriedOverTCP(t *testing.T) {
 	if len(m.Answer) != 10 || m.Truncated {
 		t.Fatalf("want all 10 TXT records untruncated, got %d (TC %v)", len(m.Answer), m.Truncated)
 	}
-	l := s.WaitClient(r.Local)
+	l := s.WaitClient(r)
 	check(t, l, want{Status: "Succeeded", BitMap: 15, Rcode: "NOERROR", Client: r.Local, Protocol: "tcp",
 		QName: "a.big.test.", QType: "TXT", ServerGen: ptr(false), Upstreams: -1})
 	if len(l.Upstreams) < 1 {
@@ -347,7 +347,7 @@ func TestSessionTruncatedRetriedOverTCP(t *testing.T) {
 	if !m2.Truncated {
 		t.Fatalf("UDP answer without EDNS should be truncated: %v", m2)
 	}
-	l2 := s.WaitClient(r2.Local)
+	l2 := s.WaitClient(r2)
 	check(t, l2, want{Status: "Succeeded", BitMap: 15, Rcode: "NOERROR", Client: r2.Local, Protocol: "udp",
 		QName: "b.big.test.", QType: "TXT", Upstreams: -1})
 	checkUpstream(t, l2, -1, s.Addr("UP"), "tcp", "NOERROR")
@@ -366,14 +366,14 @@ func TestSessionPrefetchBackground(t *testing.T) {
 
 	r1 := Query(t, "udp", s.Addr("PORT"), "p.short.test", dns.TypeA, qTimeout)
 	r1.MustAnswer(t, dns.RcodeSuccess)
-	l1 := s.WaitClient(r1.Local)
+	l1 := s.WaitClient(r1)
 	check(t, l1, want{Status: "Succeeded", BitMap: 15, Types: legs15, Upstreams: 1})
 
 	r2 := Query(t, "udp", s.Addr("PORT"), "p.short.test", dns.TypeA, qTimeout)
 	if got := answerA(t, r2.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.5" {
 		t.Fatalf("answer %s", got)
 	}
-	l2 := s.WaitClient(r2.Local)
+	l2 := s.WaitClient(r2)
 	check(t, l2, want{Status: "Succeeded", BitMap: 3, Types: legs3, Upstreams: 0})
 
 	bg := s.WaitLine("background", func(l Line) bool { return l.Background })
@@ -432,7 +432,7 @@ func checkReloaded(t *testing.T, s *Server, tag, addr string, n int) {
 		if got := answerA(t, r.MustAnswer(t, dns.RcodeSuccess)); got != addr {
 			t.Fatalf("%s: answer %s, want %s (reload not in effect)", name, got, addr)
 		}
-		l := s.WaitClient(r.Local)
+		l := s.WaitClient(r)
 		check(t, l, want{Status: "Succeeded", BitMap: 15, Rcode: "NOERROR", Protocol: proto, QName: name + ".",
 			Types: legs15, Upstreams: 1})
 		checkUpstream(t, l, 0, s.Addr("UP"), proto, "NOERROR")
@@ -485,9 +485,23 @@ func TestSessionReloadSIGUSR1(t *testing.T) {
 	if len(answered) < 5 {
 		t.Errorf("only %d queries answered during the reloads", len(answered))
 	}
+	during := s.WaitLines("for the queries during the reloads", len(answered), func(l Line) bool {
+		return strings.HasSuffix(l.QName, ".during.rl.test.")
+	})
 	for _, r := range answered {
-		l := s.WaitClient(r.Local)
-		check(t, l, want{Status: "Succeeded", BitMap: 15, Types: legs15, Upstreams: 1})
+		n := 0
+		for _, l := range during {
+			if !l.IsClient(r) {
+				continue
+			}
+			n++
+			if l.Status != "Succeeded" || l.BitMap != 15 || strings.Join(l.Types(), ",") != strings.Join(legs15, ",") || len(l.Upstreams) != 1 {
+				t.Errorf("query during reload: want Succeeded, BitMap 15, one attempt: %s", l.Summary())
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s answered during reload: %d lines, want 1", r.Query.Question[0].Name, n)
+		}
 	}
 	// No line at all came out twice or for a session nobody asked.
 	seen := map[uint64]bool{}
@@ -520,7 +534,7 @@ func TestSessionTCP(t *testing.T) {
 	if got := answerA(t, r.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.1" {
 		t.Fatalf("answer %s", got)
 	}
-	l := s.WaitClient(r.Local)
+	l := s.WaitClient(r)
 	check(t, l, want{Status: "Succeeded", BitMap: 15, Rcode: "NOERROR", Server: s.ServerLabel("PORT"), Client: r.Local,
 		Protocol: "tcp", QName: "tcp.ok.test.", QType: "A", Types: legs15, ServerGen: ptr(false), Upstreams: 1})
 	// forward follows the client's transport.
@@ -552,7 +566,7 @@ func (s *Server) mark(t *testing.T) {
 	t.Helper()
 	r := Query(t, "udp", s.Addr("MARK"), "m.mark.test", dns.TypeA, qTimeout)
 	r.MustAnswer(t, dns.RcodeSuccess)
-	s.WaitClient(r.Local)
+	s.WaitClient(r)
 }
 
 func TestLogNone(t *testing.T) {
@@ -587,12 +601,12 @@ func TestLogDefaultFailedOnly(t *testing.T) {
 	}
 	s.mark(t)
 
-	lf := s.WaitClient(fail.Local)
+	lf := s.WaitClient(fail)
 	check(t, lf, want{Status: "Failed", BitMap: 15, Rcode: "SERVFAIL", QName: "a.fail.test.", Types: legs15, Upstreams: 1})
-	ld := s.WaitClient(drop.Local)
+	ld := s.WaitClient(drop)
 	check(t, ld, want{Status: "Failed", BitMap: 1, Rcode: "null", QName: "a.drop.test.", Types: []string{cq}, Upstreams: 0})
 	for _, l := range s.LinesWhere(func(l Line) bool { return l.Server == s.ServerLabel("PORT") }) {
-		if l.Client == ok.Local || l.Client == nx.Local || l.Status == "Succeeded" {
+		if l.IsClient(ok) || l.IsClient(nx) || l.Status == "Succeeded" {
 			t.Errorf("default policy logged a success: %s", l.Raw)
 		}
 	}
