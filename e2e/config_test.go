@@ -48,10 +48,10 @@ func TestConfigInvalid(t *testing.T) {
     bind 127.0.0.1
     dnsdiag {
         log all
-        sample 10 #ERR
+        frobnicate 10 #ERR
     }
     whoami
-}`, "sample"},
+}`, "frobnicate"},
 		"log sometimes": {`
 .:{{PORT}} {
     bind 127.0.0.1

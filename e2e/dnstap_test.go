@@ -80,7 +80,7 @@ func TestUserDnstapCarriesSessionID(t *testing.T) {
     }
     forward . 127.0.0.1:{{UP}}
 }
-`+upstreamBlock, map[string]int{"DT": rx.port()})
+`+richUpstream, map[string]int{"DT": rx.port()})
 
 	names := map[string]int{"d1.ok.test": dns.RcodeSuccess, "d2.nx.test": dns.RcodeNameError, "d3.fail.test": dns.RcodeServerFailure}
 	sessions := map[string]string{} // session id -> qname

@@ -10,14 +10,14 @@ import (
 	"github.com/miekg/dns"
 )
 
-// upstreamBlock is an upstream served by the same process on {{UP}}:
+// richUpstream is an upstream served by the same process on {{UP}}:
 //
 //	*.ok.test A     192.0.2.1, TTL 60
 //	*.nx.test       NXDOMAIN
 //	*.fail.test     SERVFAIL
 //	*.big.test TXT  ten 200-byte TXT records (about 2 KB: truncated over UDP)
 //	*.short.test A  192.0.2.5, TTL 5
-var upstreamBlock = `
+var richUpstream = `
 .:{{UP}} {
     bind 127.0.0.1
     template IN A ok.test {
@@ -74,10 +74,14 @@ func forwardCorefile(dnsdiag, extra, forwardOpts string) string {
     ` + extra + `
     ` + f + `
 }
-` + upstreamBlock
+` + richUpstream
 }
 
 const logAll = "dnsdiag {\n        log all\n    }"
+
+// logAllUnlimited logs every session without the default rate limit (20
+// lines/s, burst 40), for tests that log more lines than that.
+const logAllUnlimited = "dnsdiag {\n        log all\n        rate 0\n    }"
 
 func checkUpstream(t *testing.T, l Line, i int, addr, proto, rcode string) {
 	t.Helper()
@@ -148,7 +152,7 @@ func TestSessionHostsAnswer(t *testing.T) {
     }
     forward . 127.0.0.1:{{UP}}
 }
-`+upstreamBlock, nil)
+`+richUpstream, nil)
 	r := Query(t, "udp", s.Addr("PORT"), "h.test", dns.TypeA, qTimeout)
 	if got := answerA(t, r.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.10" {
 		t.Fatalf("answer %s, want 192.0.2.10", got)
@@ -270,7 +274,7 @@ func TestSessionACLDrop(t *testing.T) {
     }
     forward . 127.0.0.1:{{UP}}
 }
-`+upstreamBlock, nil)
+`+richUpstream, nil)
 	r := Query(t, "udp", s.Addr("PORT"), "x.drop.test", dns.TypeA, 700*time.Millisecond)
 	if r.Err == nil || r.Msg != nil {
 		t.Fatalf("acl drop: want a client timeout, got %v %v", r.Msg, r.Err)
@@ -296,7 +300,7 @@ func TestSessionDeadFirstUpstream(t *testing.T) {
         policy sequential
     }
 }
-`+upstreamBlock, nil)
+`+richUpstream, nil)
 	r := Query(t, "udp", s.Addr("PORT"), "www.ok.test", dns.TypeA, 8*time.Second)
 	if got := answerA(t, r.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.1" {
 		t.Fatalf("answer %s", got)
@@ -408,7 +412,7 @@ func reloadCorefile(addr, extra string) string {
 	return `
 .:{{PORT}} {
     bind 127.0.0.1
-    ` + logAll + `
+    ` + logAllUnlimited + `
     ` + extra + `
     forward . 127.0.0.1:{{UP}}
 }
@@ -618,8 +622,8 @@ func TestLogDefaultFailedOnly(t *testing.T) {
 // On SIGTERM every session already answered is still logged before exit.
 func TestShutdownFlushesLines(t *testing.T) {
 	t.Parallel()
-	s := Start(t, forwardCorefile(logAll, "", ""), nil)
-	const n = 40
+	s := Start(t, forwardCorefile(logAllUnlimited, "", ""), nil)
+	const n = 100
 	for i := range n {
 		Query(t, "udp", s.Addr("PORT"), fmt.Sprintf("s%d.ok.test", i), dns.TypeA, qTimeout).MustAnswer(t, dns.RcodeSuccess)
 	}
@@ -656,7 +660,7 @@ func TestTransparent(t *testing.T) {
 `+body+`
 .:{{WITHOUT}} {
     bind 127.0.0.1
-`+body+upstreamBlock, nil)
+`+body+richUpstream, nil)
 
 	type q struct {
 		name  string
