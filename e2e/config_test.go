@@ -29,15 +29,19 @@ func runConfig(t *testing.T, corefile string) (path string, code int, out string
 	return path, exitCode(err), string(b)
 }
 
-// errLine is the 1-based line of the Corefile marked "#ERR".
-func errLine(t *testing.T, corefile string) int {
+// errLines are the 1-based lines of the Corefile marked "#ERR": the error
+// must name one of them.
+func errLines(t *testing.T, corefile string) []int {
+	var ls []int
 	for i, l := range strings.Split(corefile, "\n") {
 		if strings.Contains(l, "#ERR") {
-			return i + 1
+			ls = append(ls, i+1)
 		}
 	}
-	t.Fatal("no #ERR line")
-	return 0
+	if len(ls) == 0 {
+		t.Fatal("no #ERR line")
+	}
+	return ls
 }
 
 func TestConfigInvalid(t *testing.T) {
@@ -98,6 +102,74 @@ func TestConfigInvalid(t *testing.T) {
     whoami
     dnsdiag #ERR
 }`, "once"},
+		// The policy options; a contradiction is found once the block
+		// is read, so the error may name the block's end.
+		"log and status": {`
+.:{{PORT}} {
+    bind 127.0.0.1
+    dnsdiag {
+        log all #ERR
+        status Failed #ERR
+    } #ERR
+    whoami
+}`, "status"},
+		"log none with rate": {`
+.:{{PORT}} {
+    bind 127.0.0.1
+    dnsdiag {
+        log none #ERR
+        rate 5 #ERR
+    } #ERR
+    whoami
+}`, "rate"},
+		"rate not a number": {`
+.:{{PORT}} {
+    bind 127.0.0.1
+    dnsdiag {
+        rate fast #ERR
+    }
+    whoami
+}`, "fast"},
+		"slow zero": {`
+.:{{PORT}} {
+    bind 127.0.0.1
+    dnsdiag {
+        slow 0 #ERR
+    }
+    whoami
+}`, "slow"},
+		"sample zero": {`
+.:{{PORT}} {
+    bind 127.0.0.1
+    dnsdiag {
+        sample 0 #ERR
+    }
+    whoami
+}`, "sample"},
+		"bitmap out of range": {`
+.:{{PORT}} {
+    bind 127.0.0.1
+    dnsdiag {
+        bitmap 3 16 #ERR
+    }
+    whoami
+}`, "16"},
+		"unknown status": {`
+.:{{PORT}} {
+    bind 127.0.0.1
+    dnsdiag {
+        status Failed Maybe #ERR
+    }
+    whoami
+}`, "Maybe"},
+		"messages neither full nor header": {`
+.:{{PORT}} {
+    bind 127.0.0.1
+    dnsdiag {
+        messages some #ERR
+    }
+    whoami
+}`, "some"},
 		"second block only": {`
 .:{{PORT}} {
     bind 127.0.0.1
@@ -119,9 +191,16 @@ example.org:{{PORT}} {
 			if code == 0 {
 				t.Fatalf("exit code 0 on an invalid Corefile; output:\n%s", out)
 			}
-			where := path + ":" + strconv.Itoa(errLine(t, c.corefile))
-			if !strings.Contains(out, where) {
-				t.Errorf("error should name %s; output:\n%s", where, out)
+			var where []string
+			named := false
+			for _, n := range errLines(t, c.corefile) {
+				w := path + ":" + strconv.Itoa(n)
+				where = append(where, w)
+				// "path:N " or "path:N -": not a prefix of a longer number.
+				named = named || strings.Contains(out, w+" ") || strings.Contains(out, w+"\n")
+			}
+			if !named {
+				t.Errorf("error should name %s; output:\n%s", strings.Join(where, " or "), out)
 			}
 			if !strings.Contains(out, "dnsdiag") || !strings.Contains(out, c.msg) {
 				t.Errorf("error should name dnsdiag and %q; output:\n%s", c.msg, out)

@@ -841,6 +841,52 @@ func checkClientLegs(t testing.TB, l Line, r Result) {
 			if h.ID != int(r.Msg.Id) || h.QR != 1 || h.RCODE != r.Msg.Rcode || h.ANCOUNT != len(r.Msg.Answer) || (h.TC == 1) != r.Msg.Truncated {
 				t.Errorf("CLIENT_RESPONSE leg %+v does not match what the client got (id %d rcode %d answers %d tc %v)", h, r.Msg.Id, r.Msg.Rcode, len(r.Msg.Answer), r.Msg.Truncated)
 			}
+			checkAnswerRRs(t, m, r.Msg)
+		}
+	}
+}
+
+// checkAnswerRRs compares the RFC 8427 answerRRs of a leg, when the leg
+// carries them, with the answer section the client got.
+func checkAnswerRRs(t testing.TB, leg Message, got *dns.Msg) {
+	t.Helper()
+	var m struct {
+		AnswerRRs *[]struct {
+			NAME      string
+			TYPE      int
+			CLASS     int
+			TTL       int
+			RdataA    string `json:"rdataA"`
+			RdataAAAA string `json:"rdataAAAA"`
+		} `json:"answerRRs"`
+	}
+	if err := json.Unmarshal(leg.Message, &m); err != nil {
+		t.Errorf("%s leg: %v", leg.Type, err)
+		return
+	}
+	if m.AnswerRRs == nil {
+		return // messages header
+	}
+	rrs := *m.AnswerRRs
+	if len(rrs) != len(got.Answer) {
+		t.Errorf("%s leg: %d answerRRs, the client got %d", leg.Type, len(rrs), len(got.Answer))
+		return
+	}
+	for i, rr := range got.Answer {
+		h := rr.Header()
+		j := rrs[i]
+		if j.NAME != h.Name || j.TYPE != int(h.Rrtype) || j.CLASS != int(h.Class) || j.TTL != int(h.Ttl) {
+			t.Errorf("%s leg answer %d: %+v, the client got %v", leg.Type, i, j, rr)
+		}
+		switch v := rr.(type) {
+		case *dns.A:
+			if j.RdataA != v.A.String() {
+				t.Errorf("%s leg answer %d: rdataA %q, the client got %s", leg.Type, i, j.RdataA, v.A)
+			}
+		case *dns.AAAA:
+			if j.RdataAAAA != v.AAAA.String() {
+				t.Errorf("%s leg answer %d: rdataAAAA %q, the client got %s", leg.Type, i, j.RdataAAAA, v.AAAA)
+			}
 		}
 	}
 }

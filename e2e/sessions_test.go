@@ -13,7 +13,7 @@ import (
 // richUpstream is an upstream served by the same process on {{UP}}:
 //
 //	*.ok.test A     192.0.2.1, TTL 60
-//	*.nx.test       NXDOMAIN
+//	*.nx.test       NXDOMAIN, with an SOA so caches keep it
 //	*.fail.test     SERVFAIL
 //	*.big.test TXT  ten 200-byte TXT records (about 2 KB: truncated over UDP)
 //	*.short.test A  192.0.2.5, TTL 5
@@ -25,6 +25,7 @@ var richUpstream = `
     }
     template IN ANY nx.test {
         rcode NXDOMAIN
+        authority "nx.test. 60 IN SOA ns.nx.test. host.nx.test. 1 60 60 60 60"
     }
     template IN ANY fail.test {
         rcode SERVFAIL
@@ -706,5 +707,157 @@ func TestTransparent(t *testing.T) {
 	// And dnsdiag did see every one of them.
 	if got := len(s.WaitLines("for every query", 2*len(qs), func(Line) bool { return true })); got != 2*len(qs) {
 		t.Errorf("%d queries, %d lines", 2*len(qs), got)
+	}
+}
+
+// serve_stale verify with a short timeout: the client gets the stale answer
+// at once (a cache answer, BitMap 3), and the refresh's forwarder legs arrive
+// after its session ended. They form a background session that names the
+// client session they came from.
+func TestSessionServeStaleLateLegs(t *testing.T) {
+	t.Parallel()
+	s := Start(t, `
+.:{{PORT}} {
+    bind 127.0.0.1
+    `+logAll+`
+    cache 30 {
+        success 1000 30 1
+        serve_stale 1h verify 20ms
+    }
+    forward . 127.0.0.1:{{UP}}
+}
+.:{{UP}} {
+    bind 127.0.0.1
+    erratic {
+        delay 1 300ms
+    }
+}
+`, nil)
+	// erratic answers A with TTL 0, which the cache keeps for its minimum
+	// TTL of 1 s.
+	r1 := Query(t, "udp", s.Addr("PORT"), "stale.test", dns.TypeA, qTimeout)
+	if got := answerA(t, r1.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.53" {
+		t.Fatalf("answer %s, want erratic's 192.0.2.53", got)
+	}
+	l1 := s.WaitClient(r1)
+	check(t, l1, want{Status: "Succeeded", BitMap: 15, Types: legs15, Upstreams: 1})
+	if l1.DurationMs < 250 {
+		t.Errorf("the upstream delays 300 ms, the session took %v ms", l1.DurationMs)
+	}
+
+	time.Sleep(2100 * time.Millisecond) // the entry is now stale
+
+	start := time.Now()
+	r2 := Query(t, "udp", s.Addr("PORT"), "stale.test", dns.TypeA, qTimeout)
+	if got := answerA(t, r2.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.53" {
+		t.Fatalf("stale answer %s", got)
+	}
+	if took := time.Since(start); took > 250*time.Millisecond {
+		t.Errorf("the stale answer took %v: it should not wait for the slow upstream", took)
+	}
+	l2 := s.WaitClient(r2)
+	check(t, l2, want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", Client: r2.Local, Types: legs3, Upstreams: 0})
+
+	bg := s.WaitLine("background refresh", func(l Line) bool { return l.Background })
+	check(t, bg, want{Status: "Succeeded", BitMap: 12, Rcode: "NOERROR", QName: "stale.test.", QType: "A", Types: []string{fq, fr}, Upstreams: 1})
+	checkUpstream(t, bg, 0, s.Addr("UP"), "", "NOERROR")
+	if bg.ClientSession != l2.Session {
+		t.Errorf("late legs: ClientSession %d, want the stale-served session %d: %s", bg.ClientSession, l2.Session, bg.Raw)
+	}
+	// The finished client session was not changed by the late legs.
+	if again := s.WaitClient(r2); again.BitMap != 3 || len(s.LinesWhere(func(l Line) bool { return l.IsClient(r2) })) != 1 {
+		t.Errorf("client session changed or logged twice: %s", again.Raw)
+	}
+}
+
+// failfast_all_unhealthy_upstreams: once the only upstream is marked down,
+// forward fails at once without sending anything, and the server writes
+// SERVFAIL: the session has the client query only, but the client got an
+// answer.
+func TestSessionFailfastUnhealthy(t *testing.T) {
+	t.Parallel()
+	s := Start(t, `
+.:{{PORT}} {
+    bind 127.0.0.1
+    `+logAll+`
+    forward . 127.0.0.1:{{DEAD}} {
+        max_fails 1
+        health_check 100ms
+        failfast_all_unhealthy_upstreams
+    }
+}
+`, nil)
+	var last Line
+	for i := range 30 {
+		r := Query(t, "udp", s.Addr("PORT"), fmt.Sprintf("ff%d.test", i), dns.TypeA, 8*time.Second)
+		r.MustAnswer(t, dns.RcodeServerFailure)
+		last = s.WaitClient(r)
+		if last.BitMap == 1 {
+			check(t, last, want{Status: "Failed", BitMap: 1, Rcode: "SERVFAIL", Client: r.Local, Types: []string{cq},
+				ServerGen: ptr(true), Upstreams: 0})
+			if !strings.Contains(last.Cause, "SERVFAIL") {
+				t.Errorf("Cause %q should say the server answered SERVFAIL", last.Cause)
+			}
+			return
+		}
+		// Before the upstream is marked down: attempts that got nothing.
+		check(t, last, want{Status: "Failed", BitMap: 5, Rcode: "SERVFAIL", ServerGen: ptr(true), Upstreams: -1})
+		for j := range last.Upstreams {
+			checkUpstream(t, last, j, s.Addr("DEAD"), "udp", "null")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the dead upstream was never marked down; last session: %s", last.Summary())
+}
+
+// Each server block has its own dnsdiag, hooked to its own forwards only:
+// a block without dnsdiag that forwards to the same upstream produces no
+// lines, neither client nor background ones, even on the same port.
+func TestSessionServerBlocksIsolated(t *testing.T) {
+	t.Parallel()
+	s := Start(t, `
+a.test:{{PORT}} {
+    bind 127.0.0.1
+    `+logAll+`
+    forward . 127.0.0.1:{{UP}}
+}
+b.test:{{PORT}} {
+    bind 127.0.0.1
+    forward . 127.0.0.1:{{UP}}
+}
+.:{{OTHER}} {
+    bind 127.0.0.1
+    `+logAll+`
+    forward . 127.0.0.1:{{UP}}
+}
+.:{{UP}} {
+    bind 127.0.0.1
+    template IN A test {
+        answer "{{ .Name }} 60 IN A 192.0.2.1"
+    }
+}
+`, nil)
+	for i := range 3 {
+		Query(t, "udp", s.Addr("PORT"), fmt.Sprintf("x%d.b.test", i), dns.TypeA, qTimeout).MustAnswer(t, dns.RcodeSuccess)
+	}
+	ra := Query(t, "udp", s.Addr("PORT"), "x.a.test", dns.TypeA, qTimeout)
+	ra.MustAnswer(t, dns.RcodeSuccess)
+	ro := Query(t, "tcp", s.Addr("OTHER"), "x.c.test", dns.TypeA, qTimeout)
+	ro.MustAnswer(t, dns.RcodeSuccess)
+
+	la := s.WaitClient(ra)
+	check(t, la, want{Status: "Succeeded", BitMap: 15, Server: s.ServerLabel("PORT"), Types: legs15, Upstreams: 1})
+	lo := s.WaitClient(ro)
+	check(t, lo, want{Status: "Succeeded", BitMap: 15, Server: s.ServerLabel("OTHER"), Protocol: "tcp", Types: legs15, Upstreams: 1})
+	// Lines are written in order: the b.test queries came first, so any
+	// line of theirs would be here by now.
+	time.Sleep(100 * time.Millisecond)
+	for _, l := range s.Lines() {
+		if strings.HasSuffix(l.QName, ".b.test.") || l.Background {
+			t.Errorf("a block without dnsdiag was logged: %s", l.Raw)
+		}
+	}
+	if n := len(s.Lines()); n != 2 {
+		t.Errorf("want exactly 2 lines, got %d", n)
 	}
 }
