@@ -96,11 +96,9 @@ func (d *Dnsdiag) finishBackground(s *session) {
 	server := d.server()
 	m := d.metrics.forServer(server)
 	m.background(s, st)
-	if !d.decide(m, s, st) {
-		s.recycle()
+	if !d.keep(m, s, st) {
 		return
 	}
 	s.server = server
-	s.prepareLog()
 	emit(s)
 }

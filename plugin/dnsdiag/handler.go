@@ -105,30 +105,31 @@ func (d *Dnsdiag) finish(ctx context.Context, s *session) {
 	st := s.status()
 	m := d.metrics.forServer(server)
 	m.session(s, st)
-	if !d.decide(m, s, st) {
-		s.recycle()
+	if !d.keep(m, s, st) {
 		return
 	}
 	state := request.Request{W: s.w, Req: s.req}
 	s.server, s.proto = server, state.Proto()
 	s.client = s.w.RemoteAddr().String()
 	s.local = s.w.LocalAddr().String()
-	s.prepareLog()
 	emit(s)
 }
 
-// decide applies the log policy and the rate limit to a finished session,
-// counting what it suppresses.
-func (d *Dnsdiag) decide(m *serverMetrics, s *session, st status) bool {
-	if !d.policy.selects(s, st) {
-		m.suppressed[suppressedPolicy].Inc()
-		return false
+// keep applies the log policy and the rate limit to a finished session. A
+// session that is not logged is counted as suppressed and recycled.
+func (d *Dnsdiag) keep(m *serverMetrics, s *session, st status) bool {
+	reason := suppressionCount
+	switch {
+	case !d.policy.selects(s, st):
+		reason = suppressedPolicy
+	case !d.policy.limiter.allow(s.end):
+		reason = suppressedRateLimit
+	default:
+		return true
 	}
-	if !d.policy.limiter.allow(s.end) {
-		m.suppressed[suppressedRateLimit].Inc()
-		return false
-	}
-	return true
+	m.suppressed[reason].Inc()
+	s.recycle()
+	return false
 }
 
 // noteServer is apart from finish so that only a change of server label,
