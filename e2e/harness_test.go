@@ -239,10 +239,10 @@ func (l Line) Count(typ string) int {
 func (l Line) Summary() string {
 	var ups []string
 	for _, u := range l.Upstreams {
-		ups = append(ups, u.Address+"/"+u.Protocol+"="+rcodeStr(u.Rcode))
+		ups = append(ups, fmt.Sprintf("%s/%s=%s(%vms)", u.Address, u.Protocol, rcodeStr(u.Rcode), u.DurationMs))
 	}
-	return fmt.Sprintf("%s BitMap=%d Rcode=%s ServerGenerated=%v Background=%v %s %s %s legs=%v upstreams=%v cause=%q",
-		l.Status, l.BitMap, l.RcodeString(), l.ServerGenerated, l.Background, l.Protocol, l.QName, l.QType, l.Types(), ups, l.Cause)
+	return fmt.Sprintf("%s BitMap=%d Rcode=%s ServerGenerated=%v Background=%v Session=%d ClientSession=%d %s %s %s %vms legs=%v upstreams=%v cause=%q",
+		l.Status, l.BitMap, l.RcodeString(), l.ServerGenerated, l.Background, l.Session, l.ClientSession, l.Protocol, l.QName, l.QType, l.DurationMs, l.Types(), ups, l.Cause)
 }
 
 // RcodeString renders Rcode, "null" for a client that got nothing.

@@ -13,7 +13,7 @@ import (
 //
 //	HDR     log all, messages header: legs carry header and question only
 //	HITS    status Succeeded, bitmap 3: only successful cache answers
-//	SLOW    slow 200ms: failures, plus any session slower than 200 ms;
+//	SLOW    slow 250ms: failures, plus any session slower than 250 ms;
 //	        two forwards in one block, both hooked
 //	SAMPLE  sample 3: failures, plus every 3rd success
 func TestPolicyOptions(t *testing.T) {
@@ -39,7 +39,7 @@ func TestPolicyOptions(t *testing.T) {
 .:{{SLOW}} {
     bind 127.0.0.1
     dnsdiag {
-        slow 200ms
+        slow 250ms
     }
     forward slow.test 127.0.0.1:{{SLOWUP}}
     forward . 127.0.0.1:{{UP}}
@@ -54,7 +54,7 @@ func TestPolicyOptions(t *testing.T) {
 .:{{SLOWUP}} {
     bind 127.0.0.1
     erratic {
-        delay 1 300ms
+        delay 1 500ms
     }
 }
 `+richUpstream, nil)
@@ -102,14 +102,14 @@ func TestPolicyOptions(t *testing.T) {
 	check(t, s.WaitClient(hit), want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", Types: legs3, Upstreams: 0})
 	check(t, s.WaitClient(nxHit), want{Status: "Succeeded", BitMap: 3, Rcode: "NXDOMAIN", Types: legs3, Upstreams: 0})
 
-	// slow 200ms: the slow success is logged, the fast one is not.
+	// slow 250ms: the slow success is logged, the fast one is not.
 	q("SLOW", "fast.ok.test", dns.RcodeSuccess)
 	slow := q("SLOW", "x.slow.test", dns.RcodeSuccess)
 	failed := q("SLOW", "x.fail.test", dns.RcodeServerFailure)
 	ls := s.WaitClient(slow)
 	check(t, ls, want{Status: "Succeeded", BitMap: 15, Types: legs15, Upstreams: 1})
 	checkUpstream(t, ls, 0, s.Addr("SLOWUP"), "udp", "NOERROR")
-	if ls.DurationMs < 200 {
+	if ls.DurationMs < 250 {
 		t.Errorf("slow session logged with DurationMs %v", ls.DurationMs)
 	}
 	lf := s.WaitClient(failed)

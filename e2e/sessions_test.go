@@ -747,13 +747,11 @@ func TestSessionServeStaleLateLegs(t *testing.T) {
 
 	time.Sleep(2100 * time.Millisecond) // the entry is now stale
 
-	start := time.Now()
+	// Had the client waited for the refresh, its session would hold the
+	// forwarder legs (BitMap 15) and there would be no background session.
 	r2 := Query(t, "udp", s.Addr("PORT"), "stale.test", dns.TypeA, qTimeout)
 	if got := answerA(t, r2.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.53" {
 		t.Fatalf("stale answer %s", got)
-	}
-	if took := time.Since(start); took > 250*time.Millisecond {
-		t.Errorf("the stale answer took %v: it should not wait for the slow upstream", took)
 	}
 	l2 := s.WaitClient(r2)
 	check(t, l2, want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", Client: r2.Local, Types: legs3, Upstreams: 0})
