@@ -650,6 +650,26 @@ func TestK8sKubeSystem(t *testing.T) {
 		t.Errorf("upstream attempts %+v, want %s", l.Upstreams, e.up.Addr)
 	}
 	checkClientLegs(t, l, r)
+
+	// While troubleshooting: `dnsdiag { log all }`, picked up by a reload
+	// (the reload plugin does it in a pod; SIGUSR1 here, at once). The
+	// kubernetes plugin starts again on the fake API, and every session
+	// shows: the Service name BitMap 3, a new external name 15.
+	e.WriteCorefile(strings.Replace(e.text, "    dnsdiag\n", "    dnsdiag {\n        log all\n    }\n", 1))
+	e.Reload()
+	svc := Query(t, "udp", dnsAddr, "web.shop.svc.cluster.local", dns.TypeA, qTimeout)
+	k8sWantAnswers(t, svc, dns.RcodeSuccess, k8sSvcIP)
+	check(t, e.WaitClient(svc), want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", Server: server,
+		QName: "web.shop.svc.cluster.local.", QType: "A", Types: legs3, Upstreams: 0})
+	ext := Query(t, "tcp", dnsAddr, "api.example.com", dns.TypeA, qTimeout)
+	k8sWantAnswers(t, ext, dns.RcodeSuccess, k8sUpstreamIP)
+	le := e.WaitClient(ext)
+	check(t, le, want{Status: "Succeeded", BitMap: 15, Rcode: "NOERROR", Server: server, Protocol: "tcp",
+		QName: "api.example.com.", QType: "A", Types: legs15, Upstreams: 1})
+	checkClientLegs(t, le, ext)
+	if le.Upstreams[0].Address != e.up.Addr {
+		t.Errorf("upstream %s, want %s", le.Upstreams[0].Address, e.up.Addr)
+	}
 }
 
 // TestK8sLogPolicy runs the log-policy Corefile: cluster names only logged
