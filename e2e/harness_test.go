@@ -255,10 +255,12 @@ func rcodeStr(p *string) string {
 	return *p
 }
 
-// parseLine parses a session line out of one output line.
+// parseLine parses a session line out of one output line: an INFO line of
+// plugin/dnsdiag whose message is a JSON object. Such a line that is not
+// valid JSON is an error.
 func parseLine(s string) (Line, bool, error) {
 	i := strings.Index(s, linePrefix)
-	if i < 0 {
+	if i < 0 || !strings.HasPrefix(s[i+len(linePrefix):], "{") {
 		return Line{}, false, nil
 	}
 	raw := s[i+len(linePrefix):]
