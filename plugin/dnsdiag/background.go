@@ -48,6 +48,7 @@ func (b *backgrounds) add(d *Dnsdiag, origin uint64, l leg) {
 			return
 		}
 		s = newSession()
+		s.id = sessions.nextID.Add(1) // from the client sessions' sequence: ids never repeat
 		s.diag, s.background, s.origin = d, true, origin
 		s.start = time.Unix(0, key.start)
 		b.open[key] = s

@@ -1,6 +1,7 @@
 package dnsdiag
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -25,8 +26,8 @@ type policy struct {
 
 	successes atomic.Uint64 // Succeeded sessions seen, for sampling
 
-	// Which options were given, to refuse contradictions.
-	set map[string]bool
+	// The line of each option given, to refuse contradictions.
+	set map[string]int
 }
 
 const (
@@ -38,7 +39,7 @@ const (
 // setDefaults makes p the policy of a bare `dnsdiag`: every session that is
 // not Succeeded, at most defaultRate lines per second, whole messages.
 func (p *policy) setDefaults() {
-	p.bitmaps, p.set = anyBitmap, map[string]bool{}
+	p.bitmaps, p.set = anyBitmap, map[string]int{}
 	p.statuses[statusFailed] = true
 	p.statuses[statusSampleLoss] = true
 	p.limiter.setRate(defaultRate)
@@ -109,20 +110,23 @@ func (p *policy) parseOption(c *caddy.Controller, opt string) error {
 	default:
 		return c.Errf("unknown option %q", opt)
 	}
-	p.set[opt] = true
+	p.set[opt] = c.Line()
 	return nil
 }
 
-// validate refuses option combinations that contradict each other; it runs
-// once the block is read, so c still points at its end.
+// validate refuses option combinations that contradict each other, naming
+// the line of the option that cannot stand.
 func (p *policy) validate(c *caddy.Controller) error {
-	if p.set["log"] && p.set["status"] {
-		return c.Err("use either 'log' or 'status', not both: 'status' is the finer form of 'log'")
+	errAt := func(opt, msg string) error {
+		return fmt.Errorf("%s:%d - Error during parsing: %s", c.File(), p.set[opt], msg)
 	}
-	if p.set["log"] && p.selectsNoStatus() {
+	if p.set["log"] > 0 && p.set["status"] > 0 {
+		return errAt("status", "use either 'log' or 'status', not both: 'status' is the finer form of 'log'")
+	}
+	if p.set["log"] > 0 && p.selectsNoStatus() {
 		for _, opt := range []string{"bitmap", "slow", "sample", "rate", "messages"} {
-			if p.set[opt] {
-				return c.Errf("'log none' logs nothing, so %q has no effect: remove it", opt)
+			if p.set[opt] > 0 {
+				return errAt(opt, fmt.Sprintf("'log none' logs nothing, so %q has no effect: remove it", opt))
 			}
 		}
 	}

@@ -52,8 +52,8 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 		{"dnsdiag {\n sample 0\n}", "sample: want N >= 1"},
 		{"dnsdiag {\n rate many\n}", "rate: want lines per second"},
 		{"dnsdiag {\n messages some\n}", "messages: want full or header"},
-		{"dnsdiag {\n log all\n status Failed\n}", "use either 'log' or 'status'"},
-		{"dnsdiag {\n log none\n slow 1s\n}", `'log none' logs nothing, so "slow" has no effect`},
+		{"dnsdiag {\n log all\n status Failed\n}", "Testfile:3 - Error during parsing: use either 'log' or 'status'"},
+		{"dnsdiag {\n log none\n slow 1s\n}", `Testfile:3 - Error during parsing: 'log none' logs nothing, so "slow" has no effect`},
 		{"dnsdiag\ndnsdiag", "Testfile:2 - Error during parsing: dnsdiag can only be used once per server block"},
 	} {
 		_, err := parse(caddy.NewTestController("dns", tc.corefile))

@@ -82,6 +82,9 @@ func TestBackgroundSessions(t *testing.T) {
 	if len(ls) != 2 {
 		t.Fatalf("want 2 background lines, got %d:\n%s", len(ls), logs.String())
 	}
+	if ls[0].Session == 0 || ls[1].Session == 0 || ls[0].Session == ls[1].Session {
+		t.Errorf("background sessions need ids of their own, got %d and %d", ls[0].Session, ls[1].Session)
+	}
 	for i, want := range []struct {
 		origin uint64
 		status string
