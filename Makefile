@@ -10,7 +10,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/coredns/coredns/coremain.GitCommit=dnsdiag-$(VERSION)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)'
 
-.PHONY: build run test unit e2e vet clean image
+.PHONY: build run test unit e2e vet clean image stress fuzz
 
 build:
 	$(GOBUILD) -o coredns ./build/coredns
@@ -29,6 +29,27 @@ e2e: build
 	COREDNS_BINARY=$(CURDIR)/coredns $(GO) test -count=1 -timeout 20m ./e2e/...
 
 test: vet unit e2e
+
+# stress: the overload test (e2e/overload_test.go) with a longer load:
+# a UDP flood beyond saturation, a slow and a silent upstream, the log pipe
+# unread then read slowly. STRESS_SECONDS of load (default 20), flood at
+# STRESS_QPS queries/s (default 60000). `make test` runs it for 6 s.
+STRESS_SECONDS ?= 20
+STRESS_QPS     ?= 60000
+stress: build
+	COREDNS_BINARY=$(CURDIR)/coredns DNSDIAG_OVERLOAD_SECONDS=$(STRESS_SECONDS) DNSDIAG_OVERLOAD_QPS=$(STRESS_QPS) \
+		$(GO) test -count=1 -timeout 5m -run '^TestOverload$$' -v ./e2e/
+
+# fuzz: each fuzz target of plugin/dnsdiag for FUZZTIME; crashers land in
+# plugin/dnsdiag/testdata/fuzz/<target>/. `make test` runs only the seeds
+# and that corpus, as regular tests.
+FUZZTIME    ?= 20s
+FUZZTARGETS ?= FuzzTapSink FuzzSessionLine FuzzRawMsgJSON FuzzAppendJSONString
+fuzz:
+	@set -e; for f in $(FUZZTARGETS); do \
+		echo "== $$f ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./plugin/dnsdiag/; \
+	done
 
 # The OCI image archive of the binary `make build` wrote (CGO off, -trimpath,
 # stamped), made without a container engine: IMAGE names it, CA certificates

@@ -77,7 +77,12 @@ func (c *logCapture) String() string {
 func captureLog(t testing.TB) *logCapture {
 	c := &logCapture{}
 	golog.SetOutput(c)
-	t.Cleanup(func() { golog.SetOutput(nil) })
+	t.Cleanup(func() {
+		// A line still queued would land in the next test's capture, or
+		// be written to a nil output.
+		lines.flush(5 * time.Second)
+		golog.SetOutput(nil)
+	})
 	return c
 }
 
