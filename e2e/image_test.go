@@ -267,6 +267,60 @@ func TestImage(t *testing.T) {
 
 	// Run /coredns as the container would.
 	imageRun(t, lfiles["coredns"], capXattr, c.User, version)
+
+	// Where podman or skopeo is installed (not by default), let them read it.
+	t.Run("podman", func(t *testing.T) { imagePodmanLoad(t, archive, c.User) })
+	t.Run("skopeo", func(t *testing.T) { imageSkopeo(t, archive, version) })
+}
+
+// imagePodmanLoad loads the archive with `podman load` into a store of its
+// own and checks the name and config podman sees.
+func imagePodmanLoad(t *testing.T, archive, user string) {
+	podman, err := exec.LookPath("podman")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("needs podman, as root")
+	}
+	store := t.TempDir()
+	base := []string{"--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"), "--storage-driver", "vfs"}
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(podman, append(slices.Clone(base), args...)...)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("podman %s: %v\n%s", strings.Join(args, " "), err, b)
+		}
+		return string(b)
+	}
+	if out := run("load", "-i", archive); !strings.Contains(out, "Loaded image: docker.io/dnsdiag/coredns:e2e") {
+		t.Errorf("podman load:\n%s", out)
+	}
+	got := strings.TrimSpace(run("image", "inspect", "docker.io/dnsdiag/coredns:e2e", "--format", "{{.Config.User}} {{.Config.Entrypoint}} {{.Os}}/{{.Architecture}}"))
+	if want := user + " [/coredns] linux/" + runtime.GOARCH; got != want {
+		t.Errorf("podman image inspect: %q, want %q", got, want)
+	}
+}
+
+// imageSkopeo reads the archive both as oci-archive and as docker-archive.
+func imageSkopeo(t *testing.T, archive, version string) {
+	skopeo, err := exec.LookPath("skopeo")
+	if err != nil {
+		t.Skip("needs skopeo")
+	}
+	for _, transport := range []string{"oci-archive:", "docker-archive:"} {
+		b, err := exec.Command(skopeo, "inspect", "--config", transport+archive).CombinedOutput()
+		if err != nil {
+			t.Errorf("skopeo inspect %s: %v\n%s", transport, err, b)
+			continue
+		}
+		var cf struct {
+			Config struct {
+				Labels map[string]string
+			}
+		}
+		if err := json.Unmarshal(b, &cf); err != nil || cf.Config.Labels["org.opencontainers.image.version"] != version {
+			t.Errorf("skopeo inspect --config %s: %v\n%s", transport, err, b)
+		}
+	}
 }
 
 // imageRun writes the image's /coredns out, with its file capability, and
