@@ -386,7 +386,7 @@ func imageRun(t *testing.T, exe, capXattr []byte, user, version string) {
 	}
 
 	addr := net.JoinHostPort("127.0.0.1", dnsPort)
-	r := Query(t, "udp", addr, "www.image.test", dns.TypeA, qTimeout)
+	r := Query(t, "udp", addr, "www.image.test", dns.TypeA, k8sTimeout)
 	if got := answerA(t, r.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.99" {
 		t.Errorf("answer %s", got)
 	}

@@ -61,6 +61,14 @@ type k8sAPI struct {
 
 const k8sResourceVersion = "100"
 
+// A query's timeout, and the legs of an internal answer and of a forwarded one.
+const k8sTimeout = 3 * time.Second
+
+var (
+	k8sLegs3  = []string{"CLIENT_QUERY", "CLIENT_RESPONSE"}
+	k8sLegs15 = []string{"CLIENT_QUERY", "FORWARDER_QUERY", "FORWARDER_RESPONSE", "CLIENT_RESPONSE"}
+)
+
 func newK8sAPI(t *testing.T) *k8sAPI {
 	t.Helper()
 	a := &k8sAPI{done: make(chan struct{}), calls: map[string]int{}}
@@ -576,7 +584,7 @@ func TestK8sExamplesStart(t *testing.T) {
 				if !strings.HasPrefix(p[1], "P") {
 					continue
 				}
-				r := Query(t, "udp", e.Addr(p[1]), "www.example.org", dns.TypeA, qTimeout)
+				r := Query(t, "udp", e.Addr(p[1]), "www.example.org", dns.TypeA, k8sTimeout)
 				if r.Err != nil || r.Msg == nil {
 					t.Errorf("no answer on %s: %v", e.Addr(p[1]), r.Err)
 				}
@@ -611,12 +619,12 @@ func TestK8sKubeSystem(t *testing.T) {
 	// Internal: a ClusterIP Service, a headless one (from its
 	// EndpointSlice), an SRV record, a reverse lookup, and a name the
 	// cluster does not have. None reaches the upstream.
-	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "web.shop.svc.cluster.local", dns.TypeA, qTimeout), dns.RcodeSuccess, k8sSvcIP)
-	k8sWantAnswers(t, Query(t, "tcp", dnsAddr, "kube-dns.kube-system.svc.cluster.local", dns.TypeA, qTimeout), dns.RcodeSuccess, k8sKubeDNSIP)
-	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "db.shop.svc.cluster.local", dns.TypeA, qTimeout), dns.RcodeSuccess, k8sPodIPs...)
-	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "_http._tcp.web.shop.svc.cluster.local", dns.TypeSRV, qTimeout), dns.RcodeSuccess, "80 web.shop.svc.cluster.local.")
-	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "34.12.96.10.in-addr.arpa", dns.TypePTR, qTimeout), dns.RcodeSuccess, "web.shop.svc.cluster.local.")
-	Query(t, "udp", dnsAddr, "nosuch.shop.svc.cluster.local", dns.TypeA, qTimeout).MustAnswer(t, dns.RcodeNameError)
+	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "web.shop.svc.cluster.local", dns.TypeA, k8sTimeout), dns.RcodeSuccess, k8sSvcIP)
+	k8sWantAnswers(t, Query(t, "tcp", dnsAddr, "kube-dns.kube-system.svc.cluster.local", dns.TypeA, k8sTimeout), dns.RcodeSuccess, k8sKubeDNSIP)
+	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "db.shop.svc.cluster.local", dns.TypeA, k8sTimeout), dns.RcodeSuccess, k8sPodIPs...)
+	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "_http._tcp.web.shop.svc.cluster.local", dns.TypeSRV, k8sTimeout), dns.RcodeSuccess, "80 web.shop.svc.cluster.local.")
+	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "34.12.96.10.in-addr.arpa", dns.TypePTR, k8sTimeout), dns.RcodeSuccess, "web.shop.svc.cluster.local.")
+	Query(t, "udp", dnsAddr, "nosuch.shop.svc.cluster.local", dns.TypeA, k8sTimeout).MustAnswer(t, dns.RcodeNameError)
 	k8sWaitMetric(t, metrics, sessions, map[string]string{"server": server, "status": "Succeeded", "bitmap": "3"}, 6)
 	for _, n := range []string{"web.shop.svc.cluster.local.", "db.shop.svc.cluster.local.", "nosuch.shop.svc.cluster.local."} {
 		if q := e.up.asked(n); len(q) > 0 {
@@ -625,9 +633,9 @@ func TestK8sKubeSystem(t *testing.T) {
 	}
 
 	// External: forwarded to the upstream, then a cache hit.
-	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "www.example.org", dns.TypeA, qTimeout), dns.RcodeSuccess, k8sUpstreamIP)
+	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "www.example.org", dns.TypeA, k8sTimeout), dns.RcodeSuccess, k8sUpstreamIP)
 	k8sWaitMetric(t, metrics, sessions, map[string]string{"server": server, "status": "Succeeded", "bitmap": "15"}, 1)
-	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "www.example.org", dns.TypeA, qTimeout), dns.RcodeSuccess, k8sUpstreamIP)
+	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "www.example.org", dns.TypeA, k8sTimeout), dns.RcodeSuccess, k8sUpstreamIP)
 	k8sWaitMetric(t, metrics, sessions, map[string]string{"server": server, "status": "Succeeded", "bitmap": "3"}, 7)
 	if q := e.up.asked("www.example.org."); len(q) != 1 {
 		t.Errorf("upstream asked %v, want once (then the cache)", q)
@@ -641,7 +649,7 @@ func TestK8sKubeSystem(t *testing.T) {
 		}
 	}
 	// ...and this one, which the upstream fails.
-	r := Query(t, "udp", dnsAddr, "servfail.example.org", dns.TypeA, qTimeout)
+	r := Query(t, "udp", dnsAddr, "servfail.example.org", dns.TypeA, k8sTimeout)
 	r.MustAnswer(t, dns.RcodeServerFailure)
 	l := e.WaitClient(r)
 	check(t, l, want{Status: "Failed", BitMap: 15, Rcode: "SERVFAIL", Server: server, Protocol: "udp",
@@ -657,15 +665,15 @@ func TestK8sKubeSystem(t *testing.T) {
 	// shows: the Service name BitMap 3, a new external name 15.
 	e.WriteCorefile(strings.Replace(e.text, "    dnsdiag\n", "    dnsdiag {\n        log all\n    }\n", 1))
 	e.Reload()
-	svc := Query(t, "udp", dnsAddr, "web.shop.svc.cluster.local", dns.TypeA, qTimeout)
+	svc := Query(t, "udp", dnsAddr, "web.shop.svc.cluster.local", dns.TypeA, k8sTimeout)
 	k8sWantAnswers(t, svc, dns.RcodeSuccess, k8sSvcIP)
 	check(t, e.WaitClient(svc), want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", Server: server,
-		QName: "web.shop.svc.cluster.local.", QType: "A", Types: legs3, Upstreams: 0})
-	ext := Query(t, "tcp", dnsAddr, "api.example.com", dns.TypeA, qTimeout)
+		QName: "web.shop.svc.cluster.local.", QType: "A", Types: k8sLegs3, Upstreams: 0})
+	ext := Query(t, "tcp", dnsAddr, "api.example.com", dns.TypeA, k8sTimeout)
 	k8sWantAnswers(t, ext, dns.RcodeSuccess, k8sUpstreamIP)
 	le := e.WaitClient(ext)
 	check(t, le, want{Status: "Succeeded", BitMap: 15, Rcode: "NOERROR", Server: server, Protocol: "tcp",
-		QName: "api.example.com.", QType: "A", Types: legs15, Upstreams: 1})
+		QName: "api.example.com.", QType: "A", Types: k8sLegs15, Upstreams: 1})
 	checkClientLegs(t, le, ext)
 	if le.Upstreams[0].Address != e.up.Addr {
 		t.Errorf("upstream %s, want %s", le.Upstreams[0].Address, e.up.Addr)
@@ -679,21 +687,21 @@ func TestK8sLogPolicy(t *testing.T) {
 	e := startK8sExample(t, "log-policy.Corefile")
 	dnsAddr := e.Addr("P53")
 
-	svc := Query(t, "udp", dnsAddr, "web.shop.svc.cluster.local", dns.TypeA, qTimeout)
+	svc := Query(t, "udp", dnsAddr, "web.shop.svc.cluster.local", dns.TypeA, k8sTimeout)
 	k8sWantAnswers(t, svc, dns.RcodeSuccess, k8sSvcIP)
-	ext := Query(t, "udp", dnsAddr, "www.example.org", dns.TypeA, qTimeout)
+	ext := Query(t, "udp", dnsAddr, "www.example.org", dns.TypeA, k8sTimeout)
 	k8sWantAnswers(t, ext, dns.RcodeSuccess, k8sUpstreamIP)
-	hit := Query(t, "udp", dnsAddr, "www.example.org", dns.TypeA, qTimeout)
+	hit := Query(t, "udp", dnsAddr, "www.example.org", dns.TypeA, k8sTimeout)
 	k8sWantAnswers(t, hit, dns.RcodeSuccess, k8sUpstreamIP)
-	fail := Query(t, "udp", dnsAddr, "servfail.example.org", dns.TypeA, qTimeout)
+	fail := Query(t, "udp", dnsAddr, "servfail.example.org", dns.TypeA, k8sTimeout)
 	fail.MustAnswer(t, dns.RcodeServerFailure)
 	// A cluster name that fails: the fake API has no such Service, and the
 	// reverse zone falls through to the upstream, which fails it.
-	rev := Query(t, "udp", dnsAddr, "servfail.in-addr.arpa", dns.TypePTR, qTimeout)
+	rev := Query(t, "udp", dnsAddr, "servfail.in-addr.arpa", dns.TypePTR, k8sTimeout)
 	rev.MustAnswer(t, dns.RcodeServerFailure)
 
-	check(t, e.WaitClient(ext), want{Status: "Succeeded", BitMap: 15, Rcode: "NOERROR", QName: "www.example.org.", Types: legs15, Upstreams: 1})
-	check(t, e.WaitClient(hit), want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", QName: "www.example.org.", Types: legs3, Upstreams: 0})
+	check(t, e.WaitClient(ext), want{Status: "Succeeded", BitMap: 15, Rcode: "NOERROR", QName: "www.example.org.", Types: k8sLegs15, Upstreams: 1})
+	check(t, e.WaitClient(hit), want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", QName: "www.example.org.", Types: k8sLegs3, Upstreams: 0})
 	check(t, e.WaitClient(fail), want{Status: "Failed", BitMap: 15, Rcode: "SERVFAIL", Upstreams: 1})
 	lr := e.WaitClient(rev)
 	check(t, lr, want{Status: "Failed", BitMap: 15, Rcode: "SERVFAIL", QName: "servfail.in-addr.arpa.", Upstreams: 1})
@@ -723,15 +731,15 @@ func TestK8sNodeLocalDNS(t *testing.T) {
 	dnsAddr, metrics := e.Addr("P53"), e.Addr("METRICS")
 
 	name := "web.shop.svc.cluster.local."
-	k8sWantAnswers(t, Query(t, "udp", dnsAddr, name, dns.TypeA, qTimeout), dns.RcodeSuccess, k8sUpstreamIP)
-	k8sWantAnswers(t, Query(t, "udp", dnsAddr, name, dns.TypeA, qTimeout), dns.RcodeSuccess, k8sUpstreamIP)
+	k8sWantAnswers(t, Query(t, "udp", dnsAddr, name, dns.TypeA, k8sTimeout), dns.RcodeSuccess, k8sUpstreamIP)
+	k8sWantAnswers(t, Query(t, "udp", dnsAddr, name, dns.TypeA, k8sTimeout), dns.RcodeSuccess, k8sUpstreamIP)
 	if q := e.up.asked(name); len(q) != 1 || !strings.HasPrefix(q[0], "tcp ") {
 		t.Errorf("kube-dns asked %v, want once over tcp", q)
 	}
 	k8sWaitMetric(t, metrics, "coredns_dnsdiag_sessions_total", map[string]string{"status": "Succeeded", "bitmap": "15"}, 1)
 	k8sWaitMetric(t, metrics, "coredns_dnsdiag_sessions_total", map[string]string{"status": "Succeeded", "bitmap": "3"}, 1)
 
-	r := Query(t, "udp", dnsAddr, "servfail.shop.svc.cluster.local", dns.TypeA, qTimeout)
+	r := Query(t, "udp", dnsAddr, "servfail.shop.svc.cluster.local", dns.TypeA, k8sTimeout)
 	r.MustAnswer(t, dns.RcodeServerFailure)
 	l := e.WaitClient(r)
 	check(t, l, want{Status: "Failed", BitMap: 15, Rcode: "SERVFAIL", Upstreams: 1})
@@ -740,7 +748,7 @@ func TestK8sNodeLocalDNS(t *testing.T) {
 	}
 
 	// Other names go to the node's resolver.
-	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "www.example.org", dns.TypeA, qTimeout), dns.RcodeSuccess, k8sUpstreamIP)
+	k8sWantAnswers(t, Query(t, "udp", dnsAddr, "www.example.org", dns.TypeA, k8sTimeout), dns.RcodeSuccess, k8sUpstreamIP)
 	if q := e.up.asked("www.example.org."); len(q) != 1 || !strings.HasPrefix(q[0], "udp ") {
 		t.Errorf("the node's resolver asked %v, want once over udp", q)
 	}
@@ -954,6 +962,6 @@ func TestK8sInstallCorefileRuns(t *testing.T) {
 	api, up := newK8sAPI(t), newK8sUpstream(t)
 	s := Start(t, k8sCorefile(t, corefile, api.URL, up.Addr), nil)
 	k8sWaitHTTP(t, "http://"+s.Addr("READY")+"/ready", "OK")
-	k8sWantAnswers(t, Query(t, "udp", s.Addr("P53"), "kubernetes.default.svc.cluster.local", dns.TypeA, qTimeout), dns.RcodeSuccess, k8sAPIIP)
+	k8sWantAnswers(t, Query(t, "udp", s.Addr("P53"), "kubernetes.default.svc.cluster.local", dns.TypeA, k8sTimeout), dns.RcodeSuccess, k8sAPIIP)
 	k8sWaitMetric(t, s.Addr("METRICS"), "coredns_dnsdiag_sessions_total", map[string]string{"status": "Succeeded", "bitmap": "3"}, 1)
 }
