@@ -10,7 +10,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/coredns/coredns/coremain.GitCommit=dnsdiag-$(VERSION)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)'
 
-.PHONY: build run test unit e2e vet clean image stress fuzz
+.PHONY: build run test unit e2e vet clean image bench stress fuzz
 
 build:
 	$(GOBUILD) -o coredns ./build/coredns
@@ -29,6 +29,14 @@ e2e: build
 	COREDNS_BINARY=$(CURDIR)/coredns $(GO) test -count=1 -timeout 20m ./e2e/...
 
 test: vet unit e2e
+
+# bench: dnsdiag against plain CoreDNS and dnstap streaming, interleaved rounds
+# (bench/README.md). Knobs: ROUNDS DURATION LATDURATION LATQPS MEMDURATION
+# VARIANTS MICRO ... (bench/run/main.go). Writes bench/results/latest.md.
+bench: build
+	@command -v dnsperf >/dev/null 2>&1 || { apt-get update && apt-get install -y dnsperf; }
+	@command -v taskset >/dev/null 2>&1 || { apt-get update && apt-get install -y util-linux; }
+	COREDNS=$(CURDIR)/coredns $(GO) run ./bench/run
 
 # stress: the overload test (e2e/overload_test.go) with a longer load:
 # a UDP flood beyond saturation, a slow and a silent upstream, the log pipe

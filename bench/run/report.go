@@ -1,0 +1,440 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+type machine struct {
+	NumCPU    int
+	CPUModel  string
+	Kernel    string
+	GoVersion string
+	Dnsperf   string
+	CoreDNS   string
+	Commit    string
+	MemTotal  string
+	LoadAvg   string
+	Pinning   string
+}
+
+func describe(cfg *config) machine {
+	m := machine{NumCPU: runtime.NumCPU()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	m.Kernel = firstLine(exec.Command("uname", "-srm").Output())
+	m.GoVersion = firstLine(exec.Command("go", "version").Output())
+	out, _ := exec.Command("dnsperf", "-h").CombinedOutput()
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "Version") {
+			m.Dnsperf = "dnsperf " + strings.TrimSpace(strings.TrimPrefix(l, "Version"))
+		}
+	}
+	v, _ := exec.Command(cfg.coredns, "-version").Output()
+	m.CoreDNS = strings.Join(strings.Fields(string(v)), " ")
+	m.Commit = firstLine(exec.Command("git", "describe", "--always", "--dirty").Output())
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		m.MemTotal = strings.Join(strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:], " ")
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	if cfg.cpuCD != "" {
+		m.Pinning = fmt.Sprintf("CoreDNS under test on cpu%s (GOMAXPROCS 1); dnsperf, upstream CoreDNS and dnstap sink on cpu%s", cfg.cpuCD, cfg.cpuLoad)
+	} else {
+		m.Pinning = "not pinned (fewer than 2 CPUs)"
+	}
+	return m
+}
+
+func firstLine(b []byte, _ error) string {
+	l, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return l
+}
+
+// settings are the knobs the report's text quotes, kept in latest.json so
+// that REPORT_FROM can render it again.
+type settings struct {
+	Rounds, LatQPS, Clients, Outstanding, Retries, MicroCount int
+	Duration, Warmup, LatDuration, ForeignMax                 float64
+	MemDuration, MemSample, ProfSeconds                       float64
+	MicroTime, CPUCD                                          string
+}
+
+func settingsOf(c *config) settings {
+	return settings{Rounds: c.rounds, LatQPS: c.latQPS, Clients: c.clients, Outstanding: c.outstanding, Retries: c.retries,
+		MicroCount: c.microCount, Duration: c.duration, Warmup: c.warmup, LatDuration: c.latDuration, ForeignMax: c.foreignMax,
+		MemDuration: c.memDuration, MemSample: c.memSample, ProfSeconds: c.profSeconds, MicroTime: c.microTime, CPUCD: c.cpuCD}
+}
+
+// summary aggregates a variant's rounds.
+type summary struct {
+	v                       variant
+	rounds                  int
+	qps, ratio, ratioMin    float64
+	ratioMax                float64
+	p50, p99, p99ratio      float64
+	cpu                     float64
+	hwmMiB                  float64
+	lost, sent, latLost     int64
+	latSamples              int
+	sessions, lines, frames int64
+	foreignMax              float64
+	errors                  int
+}
+
+func summarize(rs []result, v variant) summary {
+	s := summary{v: v, ratio: math.NaN(), ratioMin: math.NaN(), ratioMax: math.NaN(), p99ratio: math.NaN()}
+	var qps, ratios, p50, p99, p99r, cpu []float64
+	for _, r := range rs {
+		if r.Variant != v.Name {
+			continue
+		}
+		if r.Error != "" {
+			s.errors++
+			continue
+		}
+		s.rounds++
+		qps, p50, p99, cpu = append(qps, r.QPS), append(p50, r.P50), append(p99, r.P99), append(cpu, r.CPUPerQuery)
+		s.hwmMiB = math.Max(s.hwmMiB, float64(r.HWMKB)/1024)
+		s.lost += r.Lost
+		s.sent += r.Sent
+		s.latLost += r.LatLost
+		s.latSamples += r.LatSamples
+		s.sessions += r.Sessions
+		s.lines += r.LogLines
+		s.frames += r.TapFrames
+		s.foreignMax = math.Max(s.foreignMax, r.Foreign)
+		if base := find(rs, v.Traffic+"/plain", r.Round); base != nil && base.QPS > 0 {
+			ratios = append(ratios, r.QPS/base.QPS)
+			if base.P99 > 0 {
+				p99r = append(p99r, r.P99/base.P99)
+			}
+		}
+	}
+	s.qps, s.p50, s.p99, s.cpu = median(qps), median(p50), median(p99), median(cpu)
+	if len(ratios) > 0 {
+		s.ratio, s.ratioMin, s.ratioMax = median(ratios), slices.Min(ratios), slices.Max(ratios)
+	}
+	s.p99ratio = median(p99r)
+	return s
+}
+
+func find(rs []result, name string, round int) *result {
+	for i := range rs {
+		if rs[i].Variant == name && rs[i].Round == round && rs[i].Error == "" {
+			return &rs[i]
+		}
+	}
+	return nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func writeReport(cfg *config, rep *report) error {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	m := rep.Machine
+	st := rep.Settings
+
+	p("# dnsdiag benchmark: %s\n\n", rep.Started.UTC().Format("2006-01-02 15:04 UTC"))
+	p("Generated by `make bench` (bench/run) in %s. Commit `%s`.\n\n", rep.Elapsed.Round(time.Second), m.Commit)
+	p("**Machine:** %d CPUs (`nproc`), %s, %s RAM; kernel %s; %s; %s; CoreDNS under test: `%s`. Load average at start: %s.\n\n",
+		m.NumCPU, m.CPUModel, m.MemTotal, m.Kernel, m.GoVersion, m.Dnsperf, m.CoreDNS, m.LoadAvg)
+	p("**Method:** %s. Upstream: a second CoreDNS (same binary) answering 20 names from `hosts` ",
+		m.Pinning)
+	p("(`bench/corefiles/upstream.Corefile`); queries: `bench/queries.txt` (the 20 names, type A). ")
+	p("%d rounds; each round runs every variant once, in a shuffled order (interleaved: A B C … A B C …); each run starts a fresh CoreDNS, ", st.Rounds)
+	p("warms it %gs, then `dnsperf -l %g -c %d -q %d` at saturation (throughput, CPU per query, lost queries), ",
+		st.Warmup, st.Duration, st.Clients, st.Outstanding)
+	p("then `dnsperf -Q %d -l %g -v` for latency (p50/p99 of every response's latency), then reads VmHWM. ", st.LatQPS, st.LatDuration)
+	p("CPU per query is CoreDNS's utime+stime delta (/proc/PID/stat) over the saturation run divided by completed queries. ")
+	p("Ratio to plain is the median of per-round ratios (each run against the plain run of the same traffic in the same round). ")
+	p("Every variant's CoreDNS writes stdout to a file; `log all` uses `rate 0`, so no line is rate-limited (the default 20 lines/s would hide the cost). ")
+	p("A run during which other processes used more than %.2f cores is repeated (up to %d times); the foreign CPU is in the per-run table. ",
+		st.ForeignMax, st.Retries)
+	p("This machine is shared: absolute QPS moves with other work, ratios are what to read.\n\n")
+
+	var sums []summary
+	for _, v := range allVariants() {
+		s := summarize(rep.Results, v)
+		if s.rounds > 0 || s.errors > 0 {
+			sums = append(sums, s)
+		}
+	}
+	p("## Results\n\n")
+	p("| traffic | variant | median QPS | ratio to plain (min–max) | p50 / p99 ms at %d QPS | p99 vs plain | CoreDNS CPU µs/query | peak RSS MiB | lost: saturation / latency | notes |\n", st.LatQPS)
+	p("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range sums {
+		ratio, p99r := "1", "1"
+		if s.v.Kind != "plain" {
+			ratio = fmt.Sprintf("%.3f (%.3f–%.3f)", s.ratio, s.ratioMin, s.ratioMax)
+			p99r = fmt.Sprintf("%.2f", s.p99ratio)
+		}
+		p("| %s | %s | %.0fk | %s | %.3f / %.3f | %s | %.1f | %.0f | %d of %d / %d of %d | %s |\n",
+			trafficTitle[s.v.Traffic], kindTitle[s.v.Kind], s.qps/1000, ratio, s.p50, s.p99, p99r, s.cpu, s.hwmMiB,
+			s.lost, s.sent, s.latLost, s.latSamples+int(s.latLost), notes(s))
+	}
+	p("\n")
+
+	p("## Targets\n\n")
+	get := func(name string) *summary {
+		for i := range sums {
+			if sums[i].v.Name == name {
+				return &sums[i]
+			}
+		}
+		return nil
+	}
+	for _, t := range []string{"cache", "forward"} {
+		if d := get(t + "/dnsdiag"); d != nil {
+			p("- dnsdiag default ≥ 95%% of plain QPS, %s: **%.3f** — %s.\n", trafficTitle[t], d.ratio, verdict(d.ratio, 0.95, true))
+			p("- dnsdiag default p99 within 10%% of plain, %s: p99 %.3f vs %.3f ms, ratio **%.2f** — %s.\n",
+				trafficTitle[t], d.p99, get(t+"/plain").p99, d.p99ratio, verdict(d.p99ratio, 1.10, false))
+		}
+	}
+	for _, t := range []string{"cache", "forward"} {
+		l, tap := get(t+"/logall"), get(t+"/dnstap")
+		if l == nil {
+			continue
+		}
+		p("- `log all` ≥ 80%% of plain, %s: **%.3f** — %s", trafficTitle[t], l.ratio, verdict(l.ratio, 0.80, true))
+		if tap != nil {
+			p("; vs dnstap streaming %.3f: %+.3f", tap.ratio, l.ratio-tap.ratio)
+		}
+		if l.sessions > 0 {
+			p("; %.1f%% of sessions were written as lines", 100*float64(l.lines)/float64(l.sessions))
+		}
+		p(".\n")
+	}
+	if mc := rep.Micro; mc != nil {
+		for _, pair := range [][2]string{{"CacheHit/plain", "CacheHit/dnsdiag"}, {"InternalAnswer/plain", "InternalAnswer/dnsdiag"}} {
+			a, d := mc.find(pair[0]), mc.find(pair[1])
+			if a != nil && d != nil {
+				p("- Zero heap allocations per unlogged query, %s: dnsdiag adds **%.0f** allocs/op (%.0f B/op, %+.0f ns/op) — %s.\n",
+					strings.TrimSuffix(pair[0], "/plain"), d.AllocsOp-a.AllocsOp, d.BOp-a.BOp, d.NsOp-a.NsOp, verdict(d.AllocsOp-a.AllocsOp, 0, false))
+			}
+		}
+	}
+	for _, mr := range rep.Mem {
+		if len(mr.Samples) < 2 {
+			continue
+		}
+		f, l := mr.Samples[0], mr.Samples[len(mr.Samples)-1]
+		growth := float64(l.RSSKB-f.RSSKB) / float64(f.RSSKB)
+		p("- Memory flat over a %.0f s saturation run, %s: RSS %.1f MiB at %.0f s → %.1f MiB at %.0f s (%+.1f%%) — %s.\n",
+			st.MemDuration, mr.Variant, float64(f.RSSKB)/1024, f.T, float64(l.RSSKB)/1024, l.T, 100*growth, verdict(growth, 0.05, false))
+	}
+	p("\n")
+
+	if len(rep.Profiles) > 0 {
+		p("## Where CoreDNS's CPU goes (pprof, %g s at saturation per variant)\n\n", st.ProfSeconds)
+		p("One extra run per variant after the rounds, with the `pprof` plugin (a listener, not a query handler) added. ")
+		p("Shares are cumulative %% of CPU samples: `runtime.newstack` is goroutine stack growth (CoreDNS runs each query on a new goroutine, ")
+		p("whose stack starts small and is copied when the plugin chain's frames outgrow it); `mallocgc` allocation; `gcBgMarkWorker` background GC; ")
+		p("`Syscall6` socket and log writes; `ServeDNS`/`finish` dnsdiag's query path (ServeDNS includes every plugin below it); ")
+		p("`lineWriter.run` dnsdiag's log writer; `dio.serve` dnstap's encoder/sender; `TapMessageWithMetadata` building dnstap records.\n\n")
+		p("| variant | QPS | CPU µs/q | newstack | mallocgc | GC | Syscall6 | dnsdiag ServeDNS (cum) | dnsdiag finish | log writer | dnstap dio.serve | dnstap taps | heaviest leaves (flat %%) |\n")
+		p("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, pr := range rep.Profiles {
+			if pr.Error != "" {
+				p("| %s | error: %s |\n", pr.Variant, strings.ReplaceAll(firstLineStr(pr.Error), "|", "/"))
+				continue
+			}
+			pc := func(k string) string {
+				if v, ok := pr.Cum[k]; ok {
+					return fmt.Sprintf("%.1f%%", v)
+				}
+				return "–"
+			}
+			var top []string
+			for _, r := range pr.Top {
+				name := r.Func
+				if i := strings.LastIndex(name, "/"); i >= 0 {
+					name = name[i+1:]
+				}
+				top = append(top, fmt.Sprintf("%s %.1f", name, r.Flat))
+			}
+			p("| %s | %.0f | %.1f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", pr.Variant, pr.QPS, pr.CPUPerQuery,
+				pc("newstack"), pc("mallocgc"), pc("gc"), pc("syscall"), pc("dnsdiag"), pc("finish"), pc("logwriter"), pc("dnstapio"), pc("taps"),
+				strings.ReplaceAll(strings.Join(top, ", "), "|", "/"))
+		}
+		p("\n")
+	}
+
+	if len(rep.Mem) > 0 {
+		p("## Memory over %.0f s at saturation (dnsdiag default)\n\n", st.MemDuration)
+		for _, mr := range rep.Mem {
+			p("- %s: %.0f QPS, %d lost%s. VmRSS MiB every %gs:", mr.Variant, mr.QPS, mr.Lost, errNote(mr.Error), st.MemSample)
+			for _, s := range mr.Samples {
+				p(" %.1f", float64(s.RSSKB)/1024)
+			}
+			if len(mr.Samples) > 0 {
+				p(" (VmHWM %.1f)", float64(mr.Samples[len(mr.Samples)-1].HWMKB)/1024)
+			}
+			p("\n")
+		}
+		p("\n")
+	}
+
+	if mc := rep.Micro; mc != nil {
+		p("## Go microbenchmarks (plugin/dnsdiag/bench_test.go)\n\n")
+		p("`go test -bench . -benchmem -cpu 1 -benchtime %s -count %d`, pinned to cpu%s; medians of the runs. ", st.MicroTime, st.MicroCount, st.CPUCD)
+		p("Each dnsdiag variant wraps the same in-process chain as its `plain` row; `logall` rows include rendering and writing every line (to io.Discard) on the log writer's goroutine. ")
+		p("Forwarded includes a UDP exchange with an upstream in the same process (its cost is in both rows).\n\n")
+		p("| benchmark | ns/op (min–max) | B/op | allocs/op | Δ ns/op vs plain | Δ allocs/op vs plain |\n|---|---|---|---|---|---|\n")
+		for _, bm := range mc.Benchmarks {
+			dn, da := "", ""
+			group, _, _ := strings.Cut(bm.Name, "/")
+			if base := mc.find(group + "/plain"); base != nil && base != &bm && !strings.HasSuffix(bm.Name, "/plain") {
+				dn, da = fmt.Sprintf("%+.0f", bm.NsOp-base.NsOp), fmt.Sprintf("%+.0f", bm.AllocsOp-base.AllocsOp)
+			}
+			p("| %s | %.0f (%.0f–%.0f) | %.0f | %.0f | %s | %s |\n", bm.Name, bm.NsOp, bm.MinNsOp, bm.MaxNsOp, bm.BOp, bm.AllocsOp, dn, da)
+		}
+		p("\n### Where dnsdiag's allocations come from\n\n")
+		p("`pprof -sample_index=alloc_objects -diff_base` of the plain run against the dnsdiag run (`-memprofilerate 1`, %d queries each), ", mc.ProfileOps)
+		p("flat allocations per query by function (the function that calls `new`/`make`, or the runtime for maps and closures). ")
+		p("The runtime does not profile a tiny allocation (pointer-free, under 16 B) that it packs into an already started 16 B block, ")
+		p("so where a path makes many of those (the forwarded path: dnstap's `*uint32`/`*uint64` fields, small byte slices and strings) ")
+		p("the sum is lower than benchmem's allocs/op; the missing ones come from the same functions.\n\n")
+		for _, ap := range mc.Profiles {
+			p("- **%s/%s** vs %s:", ap.Bench, ap.With, ap.Base)
+			if ap.Error != "" {
+				p(" error: %s\n", strings.ReplaceAll(ap.Error, "\n", " "))
+				continue
+			}
+			var sum float64
+			for _, s := range ap.Sites {
+				sum += s.PerOp
+			}
+			p(" %+.1f allocs/op in all\n", sum)
+			for _, s := range ap.Sites {
+				p("  - %+.2f `%s`\n", s.PerOp, s.Func)
+			}
+		}
+		p("\n")
+	}
+
+	p("## Every run\n\n")
+	p("| round | # | variant | QPS | CPU µs/q | p50 / p99 / p99.9 ms | lost sat / lat | VmHWM MiB | sessions | log lines | dnstap frames | foreign cores | steal | attempts | error |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rep.Results {
+		p("| %d | %d | %s | %.0f | %.1f | %.3f / %.3f / %.3f | %d / %d | %.0f | %d | %d | %d | %.2f | %.2f | %d | %s |\n",
+			r.Round, r.Position, r.Variant, r.QPS, r.CPUPerQuery, r.P50, r.P99, r.P999, r.Lost, r.LatLost,
+			float64(r.HWMKB)/1024, r.Sessions, r.LogLines, r.TapFrames, r.Foreign, r.Steal, r.Attempts, strings.ReplaceAll(firstLineStr(r.Error), "|", "/"))
+	}
+	p("\n")
+	if len(rep.Warnings) > 0 {
+		p("## Warnings\n\n")
+		for _, w := range rep.Warnings {
+			p("- %s\n", strings.ReplaceAll(w, "\n", " "))
+		}
+		p("\n")
+	}
+	p("Knobs: ")
+	keys := make([]string, 0, len(rep.Config))
+	for k := range rep.Config {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i > 0 {
+			p(", ")
+		}
+		p("%s=%s", k, rep.Config[k])
+	}
+	p(".\n")
+
+	if err := os.MkdirAll(cfg.results, 0o755); err != nil {
+		return err
+	}
+	md := b.String()
+	latest := filepath.Join(cfg.results, "latest.md")
+	dated := filepath.Join(cfg.results, rep.Started.UTC().Format("2006-01-02T1504Z")+".md")
+	for _, f := range []string{latest, dated} {
+		if err := os.WriteFile(f, []byte(md), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := writeJSON(filepath.Join(cfg.results, "latest.json"), rep); err != nil {
+		return err
+	}
+	fmt.Print(md)
+	logf("wrote %s, %s and latest.json in %s", latest, dated, rep.Elapsed.Round(time.Second))
+	return nil
+}
+
+func notes(s summary) string {
+	var n []string
+	switch s.v.Kind {
+	case "logall":
+		if s.sessions > 0 {
+			n = append(n, fmt.Sprintf("log lines / sessions %.3f", float64(s.lines)/float64(s.sessions)))
+		}
+	case "dnstap":
+		if s.sessions > 0 {
+			n = append(n, fmt.Sprintf("dnstap frames / query %.2f", float64(s.frames)/float64(s.sessions)))
+		}
+	case "dnsdiag":
+		if s.lines > 0 {
+			n = append(n, fmt.Sprintf("%d lines logged", s.lines))
+		}
+	}
+	if s.foreignMax > 0.05 {
+		n = append(n, fmt.Sprintf("foreign CPU up to %.2f cores", s.foreignMax))
+	}
+	if s.errors > 0 {
+		n = append(n, fmt.Sprintf("%d failed runs", s.errors))
+	}
+	return strings.Join(n, "; ")
+}
+
+// verdict says whether v meets target (at least it when atLeast, else at
+// most), and by how much it misses.
+func verdict(v, target float64, atLeast bool) string {
+	switch {
+	case math.IsNaN(v):
+		return "not measured"
+	case atLeast && v >= target, !atLeast && v <= target:
+		return "met"
+	case atLeast:
+		return fmt.Sprintf("**missed** by %.3f", target-v)
+	default:
+		return fmt.Sprintf("**missed** by %.3f", v-target)
+	}
+}
+
+func errNote(e string) string {
+	if e == "" {
+		return ""
+	}
+	return " (error: " + firstLineStr(e) + ")"
+}
+
+func firstLineStr(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
