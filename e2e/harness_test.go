@@ -142,6 +142,14 @@ func (o *output) snapshot() []string {
 	return append([]string(nil), o.lines...)
 }
 
+// waitEOF waits, at most timeout, until the process's output is read to
+// its end.
+func (o *output) waitEOF(timeout time.Duration) {
+	for deadline := time.Now().Add(timeout); !o.closed() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (o *output) closed() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -389,6 +397,9 @@ func (s *Server) waitServing(timeout time.Duration) error {
 		}
 		select {
 		case <-s.exited:
+			// The process may exit before its last words (the error that
+			// made it exit) have been read from the pipe: wait for them.
+			s.out.waitEOF(2 * time.Second)
 			return fmt.Errorf("coredns exited: %v", s.exitErr)
 		case <-time.After(10 * time.Millisecond):
 		}
@@ -549,10 +560,7 @@ func (s *Server) Stop() int {
 		s.kill()
 		s.t.Fatalf("coredns did not exit within 15 s of SIGTERM; output:\n%s", s.tail(40))
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !s.out.closed() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	s.out.waitEOF(5 * time.Second)
 	return exitCode(s.exitErr)
 }
 
