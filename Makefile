@@ -1,7 +1,8 @@
 # dnsdiag: a custom CoreDNS build with the dnsdiag plugin.
 #
 #   make run    build ./coredns and serve the demo on 127.0.0.1:1053
-#   make test   every test: unit (with -race), build drift checks, e2e against ./coredns
+#   make test   every test: unit (with -race), build drift checks, each fuzz target
+#               for TESTFUZZTIME, e2e against ./coredns
 #   make bench  overhead against the same binary without dnsdiag (see README)
 #   make image  coredns-dnsdiag.tar, the container image of ./coredns (build/kubernetes/README.md)
 
@@ -28,7 +29,11 @@ unit:
 e2e: build
 	COREDNS_BINARY=$(CURDIR)/coredns $(GO) test -count=1 -timeout 20m ./e2e/...
 
-test: vet unit e2e
+# Each fuzz target also runs for a bounded time on every `make test`.
+TESTFUZZTIME ?= 8s
+test: vet unit
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TESTFUZZTIME)
+	$(MAKE) --no-print-directory e2e
 
 # bench: dnsdiag against plain CoreDNS and dnstap streaming, interleaved rounds
 # (bench/README.md). Knobs: ROUNDS DURATION LATDURATION LATQPS MEMDURATION
@@ -49,8 +54,9 @@ stress: build
 		$(GO) test -count=1 -timeout 5m -run '^TestOverload$$' -v ./e2e/
 
 # fuzz: each fuzz target of plugin/dnsdiag for FUZZTIME; crashers land in
-# plugin/dnsdiag/testdata/fuzz/<target>/. `make test` runs only the seeds
-# and that corpus, as regular tests.
+# plugin/dnsdiag/testdata/fuzz/<target>/ (commit them: they become
+# regression tests). `make unit` runs the seeds and that corpus as regular
+# tests; `make test` also fuzzes each target for TESTFUZZTIME.
 FUZZTIME    ?= 20s
 FUZZTARGETS ?= FuzzTapSink FuzzSessionLine FuzzRawMsgJSON FuzzAppendJSONString
 fuzz:
