@@ -49,7 +49,7 @@ type config struct {
 	profSeconds float64 // CPU profile per variant, 0 for none
 	clients     int
 	outstanding int
-	port        int // CoreDNS under test; upstream port+1, dnstap sink port+2
+	port        int // CoreDNS under test; upstream port+1, dnstap sink port+2, pprof port+3, prometheus port+4
 	order       string
 	only        []string // variant names to run, all when empty
 	micro       bool
@@ -134,12 +134,25 @@ var kindTitle = map[string]string{
 	"dnstap":  "`dnstap tcp://… full` → sink",
 }
 
-var trafficTitle = map[string]string{"cache": "cache hit", "forward": "forwarded"}
+var trafficTitle = map[string]string{"cache": "cache hit", "forward": "forwarded", "kube": "cache hit, kube-system chain"}
+
+// traffics are the traffic kinds in report order. "kube" is cache-hit
+// traffic through the query-path plugins of the stock kube-system Corefile:
+// what an operator runs, where the plain chain is already deep. It only
+// compares plain and dnsdiag.
+var traffics = []string{"cache", "forward", "kube"}
+
+func kindsOf(traffic string) []string {
+	if traffic == "kube" {
+		return []string{"plain", "dnsdiag"}
+	}
+	return kinds
+}
 
 func allVariants() []variant {
 	var vs []variant
-	for _, t := range []string{"cache", "forward"} {
-		for _, k := range kinds {
+	for _, t := range traffics {
+		for _, k := range kindsOf(t) {
 			vs = append(vs, variant{Name: t + "/" + k, Traffic: t, Kind: k, Corefile: t + "-" + k + ".Corefile"})
 		}
 	}
@@ -342,7 +355,7 @@ func benchmain(cfg *config) error {
 
 	if cfg.memDuration > 0 {
 		for _, v := range variants {
-			if v.Kind != "dnsdiag" {
+			if v.Kind != "dnsdiag" || v.Traffic == "kube" {
 				continue
 			}
 			m := memoryRun(cfg, v, up.Process.Pid)
@@ -382,6 +395,7 @@ func portEnv(cfg *config) []string {
 		"BENCH_UPSTREAM_PORT=" + strconv.Itoa(cfg.port+1),
 		"BENCH_DNSTAP_PORT=" + strconv.Itoa(cfg.port+2),
 		"BENCH_PPROF_PORT=" + strconv.Itoa(cfg.port+3),
+		"BENCH_METRICS_PORT=" + strconv.Itoa(cfg.port+4),
 	}
 }
 

@@ -209,7 +209,7 @@ func writeReport(cfg *config, rep *report) error {
 		}
 		return nil
 	}
-	for _, t := range []string{"cache", "forward"} {
+	for _, t := range traffics {
 		if d := get(t + "/dnsdiag"); d != nil {
 			p("- dnsdiag default ≥ 95%% of plain QPS, %s: **%.3f** — %s.\n", trafficTitle[t], d.ratio, verdict(d.ratio, 0.95, true))
 			p("- dnsdiag default p99 within 10%% of plain, %s: p99 %.3f vs %.3f ms, ratio **%.2f** — %s.\n",
