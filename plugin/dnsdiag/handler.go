@@ -2,23 +2,16 @@ package dnsdiag
 
 import (
 	"context"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/dnstap"
-	"github.com/coredns/coredns/plugin/metadata"
 	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/request"
 
 	"github.com/miekg/dns"
 )
-
-// sessionLabel is the metadata label holding the session id. forward's taps
-// carry it back in the dnstap Extra field; the metadata plugin exposes it to
-// log formats and dnstap extras too ({/dnsdiag/session}).
-const sessionLabel = "dnsdiag/session"
 
 // Dnsdiag correlates a query's client and forwarder legs into one session.
 type Dnsdiag struct {
@@ -47,37 +40,33 @@ func (d *Dnsdiag) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		s.recycle()
 		dropped(reasonInflightLimit)
 		if d.forwards.Load() > 0 {
-			ctx = bindSession(ctx, 0) // taps of an untracked query are known as such, not background
+			// Taps of an untracked query are known as such, not background.
+			ctx = withSession(ctx, new(sessionCtx), 0, true)
 		}
 		return plugin.NextOrFailure(d.Name(), d.Next, ctx, w, r)
 	}
 	s.diag, s.w, s.req, s.start = d, w, r, time.Now()
 	s.legs = append(s.legs, leg{kind: legCQ, at: s.start})
 	s.bits = legCQ
-	if d.forwards.Load() > 0 || metadata.ValueFuncs(ctx) != nil {
-		ctx = bindSession(ctx, s.id)
-	}
+	q := &clientQuery{rw: responseWriter{ResponseWriter: w, id: s.id}}
+	ctx = withSession(ctx, &q.ctx, s.id, d.forwards.Load() > 0)
 	defer d.finish(ctx, s)
 
-	rw := &responseWriter{ResponseWriter: w, id: s.id}
-	rcode, err := plugin.NextOrFailure(d.Name(), d.Next, ctx, rw, r)
+	rcode, err := plugin.NextOrFailure(d.Name(), d.Next, ctx, &q.rw, r)
 	s.returned, s.chainRcode, s.err = true, rcode, err
 	return rcode, err
 }
 
+// clientQuery is what the plugins below see of a client session: its writer and,
+// when they need the session id, its context. One allocation for both; it
+// is not pooled, as plugins may keep either past the end of the query.
+type clientQuery struct {
+	rw  responseWriter
+	ctx sessionCtx
+}
+
 // Name implements plugin.Handler.
 func (d *Dnsdiag) Name() string { return "dnsdiag" }
-
-// bindSession puts the session id into the query's metadata, creating the
-// metadata map when the metadata plugin did not.
-func bindSession(ctx context.Context, id uint64) context.Context {
-	f := func() string { return strconv.FormatUint(id, 10) }
-	if !metadata.SetValueFunc(ctx, sessionLabel, f) {
-		ctx = metadata.ContextWithMetadata(ctx)
-		metadata.SetValueFunc(ctx, sessionLabel, f)
-	}
-	return ctx
-}
 
 // finish ends a client session once the chain has returned or panicked: it
 // works out what the client received, counts the session and hands it to

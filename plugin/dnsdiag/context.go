@@ -1,0 +1,86 @@
+package dnsdiag
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/coredns/coredns/plugin/metadata"
+)
+
+// sessionLabel is the metadata label holding the session id. forward's taps
+// carry it back in the dnstap Extra field; the metadata plugin exposes it to
+// log formats and dnstap extras too ({/dnsdiag/session}).
+const sessionLabel = "dnsdiag/session"
+
+// metadataKey is the context key under which the metadata package keeps a
+// query's labels. The package does not export it; asking it for the labels
+// of a probe context reveals it.
+var metadataKey = func() any {
+	p := &keyProbe{Context: context.Background()}
+	metadata.ValueFuncs(p)
+	return p.key
+}()
+
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(k any) any { p.key = k; return nil }
+
+// sessionCtx carries a session id to the plugins below dnsdiag as metadata
+// label sessionLabel, for queries that arrive without a metadata map. The
+// map is only made when a plugin asks for metadata (forward's tap does, on
+// a cache miss): a query answered without anyone asking, such as a cache
+// hit, costs no map. A sessionCtx is never reused: plugins keep a query's
+// context past its end (cache's prefetch and serve_stale's verify), and
+// must then still see the id of the session it was made for.
+type sessionCtx struct {
+	context.Context
+	id uint64
+	md atomic.Pointer[any] // the metadata map, once someone asked for it
+}
+
+// Value implements context.Context.
+func (c *sessionCtx) Value(k any) any {
+	if k != metadataKey {
+		return c.Context.Value(k)
+	}
+	if p := c.md.Load(); p != nil {
+		return *p
+	}
+	md := newSessionMetadata(c.id)
+	if c.md.CompareAndSwap(nil, &md) {
+		return md
+	}
+	return *c.md.Load() // another goroutine made it first
+}
+
+// newSessionMetadata is a metadata map holding only the session id label,
+// made through the metadata package since its map type is unexported.
+func newSessionMetadata(id uint64) any {
+	ctx := metadata.ContextWithMetadata(context.Background())
+	metadata.SetValueFunc(ctx, sessionLabel, sessionIDFunc(id))
+	return ctx.Value(metadataKey)
+}
+
+func sessionIDFunc(id uint64) metadata.Func {
+	return func() string { return strconv.FormatUint(id, 10) }
+}
+
+// withSession makes session id readable below as label sessionLabel. When the
+// query already has a metadata map (the metadata plugin ran before dnsdiag)
+// the label goes into it. Otherwise, if always, c (unused until now) becomes
+// the query's context; if not, nobody below needs the id and ctx is kept.
+func withSession(ctx context.Context, c *sessionCtx, id uint64, always bool) context.Context {
+	if metadata.ValueFuncs(ctx) != nil {
+		metadata.SetValueFunc(ctx, sessionLabel, sessionIDFunc(id))
+		return ctx
+	}
+	if !always {
+		return ctx
+	}
+	c.Context, c.id = ctx, id
+	return c
+}

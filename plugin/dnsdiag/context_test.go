@@ -1,0 +1,114 @@
+package dnsdiag
+
+import (
+	"context"
+	"reflect"
+	"sync"
+	"testing"
+
+	"github.com/coredns/coredns/plugin/metadata"
+	"github.com/coredns/coredns/plugin/test"
+	"github.com/miekg/dns"
+)
+
+type otherKey struct{}
+
+func TestMetadataKeyFound(t *testing.T) {
+	ctx := metadata.ContextWithMetadata(context.Background())
+	if metadataKey == nil || ctx.Value(metadataKey) == nil {
+		t.Fatalf("metadata key %#v does not find the map ContextWithMetadata made", metadataKey)
+	}
+}
+
+func TestSessionCtxServesIDAsMetadata(t *testing.T) {
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), otherKey{}, "v"))
+	ctx := withSession(parent, new(sessionCtx), 42, true)
+	if ctx == parent {
+		t.Fatal("no session context over a parent without metadata")
+	}
+	if f := metadata.ValueFunc(ctx, sessionLabel); f == nil || f() != "42" {
+		t.Fatalf("label %s: %v", sessionLabel, f)
+	}
+	if metadata.ValueFuncs(parent) != nil {
+		t.Error("the parent context gained metadata")
+	}
+	if got := ctx.Value(otherKey{}); got != "v" {
+		t.Errorf("other key: %v, want the parent's value", got)
+	}
+
+	// Plugins below add their own labels to the same map.
+	if !metadata.SetValueFunc(ctx, "test/label", func() string { return "x" }) {
+		t.Fatal("SetValueFunc on the session context found no map")
+	}
+	if f := metadata.ValueFunc(ctx, "test/label"); f == nil || f() != "x" {
+		t.Error("a label set below is lost")
+	}
+	if n := len(metadata.ValueFuncs(ctx)); n != 2 {
+		t.Errorf("%d labels, want 2", n)
+	}
+
+	cancel()
+	<-ctx.Done()
+	if ctx.Err() != context.Canceled {
+		t.Errorf("Err %v, want the parent's cancellation", ctx.Err())
+	}
+}
+
+func TestSessionCtxUsesExistingMetadata(t *testing.T) {
+	parent := metadata.ContextWithMetadata(context.Background())
+	if got := withSession(parent, new(sessionCtx), 7, false); got != parent {
+		t.Error("a new context although the query had a metadata map")
+	}
+	if f := metadata.ValueFunc(parent, sessionLabel); f == nil || f() != "7" {
+		t.Errorf("label %s not in the existing map", sessionLabel)
+	}
+}
+
+func TestSessionCtxNotNeeded(t *testing.T) {
+	parent := context.Background()
+	if got := withSession(parent, new(sessionCtx), 7, false); got != parent {
+		t.Error("a session context although nobody below needs the id")
+	}
+}
+
+func TestSessionCtxConcurrentFirstUse(t *testing.T) {
+	ctx := withSession(context.Background(), new(sessionCtx), 9, true)
+	maps := make([]uintptr, 8)
+	var wg sync.WaitGroup
+	for i := range maps {
+		wg.Go(func() { maps[i] = reflect.ValueOf(metadata.ValueFuncs(ctx)).Pointer() })
+	}
+	wg.Wait()
+	for _, m := range maps {
+		if m == 0 || m != maps[0] {
+			t.Fatalf("concurrent first uses saw different maps: %v", maps)
+		}
+	}
+}
+
+// A query nobody below asks metadata for (a cache hit, an internal answer)
+// gets no metadata map; one that asks (forward's tap) reads its session id.
+func TestSessionMetadataMadeOnDemand(t *testing.T) {
+	captureLog(t)
+	var asked bool
+	var made bool
+	var id string
+	d := newTestDiag(t, "dnsdiag", handlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		if asked {
+			id = metadata.ValueFunc(ctx, sessionLabel)()
+		}
+		c, ok := ctx.(*sessionCtx)
+		made = !ok || c.md.Load() != nil
+		return answer(dns.RcodeSuccess)(ctx, w, r)
+	}))
+	d.forwards.Store(1)
+	d.ServeDNS(context.Background(), &test.ResponseWriter{}, query("example.org", dns.TypeA))
+	if made {
+		t.Error("a metadata map was made for a query that never asked for one")
+	}
+	asked = true
+	d.ServeDNS(context.Background(), &test.ResponseWriter{}, query("example.org", dns.TypeA))
+	if !made || id == "" || id == "0" {
+		t.Errorf("asking for the session id: map made %v, id %q", made, id)
+	}
+}
