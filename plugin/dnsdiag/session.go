@@ -89,9 +89,9 @@ func newSession() *session {
 	return s
 }
 
-// recycle clears every reference so a pooled session retains no message.
+// recycle clears every reference (legBuf included) so a pooled session
+// retains no message.
 func (s *session) recycle() {
-	clear(s.legBuf[:])
 	*s = session{}
 	sessionPool.Put(s)
 }
