@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -663,6 +664,23 @@ func Exchange(t testing.TB, proto, addr string, m *dns.Msg, timeout time.Duratio
 	res := Result{Query: m, Local: conn.LocalAddr().String()}
 	res.Msg, _, res.Err = c.ExchangeWithConn(m, conn)
 	return res
+}
+
+// Concurrently runs exchange(i) for every i in [0, n) on workers goroutines
+// and returns the results indexed by i.
+func Concurrently(n, workers int, exchange func(i int) Result) []Result {
+	results := make([]Result, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				results[i] = exchange(i)
+			}
+		})
+	}
+	wg.Wait()
+	return results
 }
 
 // MustAnswer fails the test unless the query got an answer with rcode.

@@ -207,37 +207,17 @@ func TestLifecycleShutdownFlushesLines(t *testing.T) {
 	s := Start(t, lcCorefile, map[string]int{"UP": up.Port("UP")})
 	dnsAddr := s.Addr("DNS")
 
-	const n, workers = 1000, 16
-	var (
-		wg      sync.WaitGroup
-		next    atomic.Int64
-		mu      sync.Mutex
-		results []Result
-	)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= n {
-					return
-				}
-				proto := "udp"
-				if i%4 == 0 {
-					proto = "tcp"
-				}
-				m := new(dns.Msg)
-				m.SetQuestion(fmt.Sprintf("s%d.heavy.test.", i), dns.TypeTXT)
-				m.SetEdns0(65000, false)
-				r := Exchange(t, proto, dnsAddr, m, 3*time.Second)
-				mu.Lock()
-				results = append(results, r)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	const n = 1000
+	results := Concurrently(n, 16, func(i int) Result {
+		proto := "udp"
+		if i%4 == 0 {
+			proto = "tcp"
+		}
+		m := new(dns.Msg)
+		m.SetQuestion(fmt.Sprintf("s%d.heavy.test.", i), dns.TypeTXT)
+		m.SetEdns0(65000, false)
+		return Exchange(t, proto, dnsAddr, m, 3*time.Second)
+	})
 	before := len(s.Lines()) // lines already read from the pipe when SIGTERM goes out
 	if code := s.Stop(); code != 0 {
 		t.Errorf("exit code %d after SIGTERM", code)

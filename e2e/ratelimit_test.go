@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,33 +39,17 @@ func TestRateLimitBurstOfFailures(t *testing.T) {
 	s := Start(t, rlCorefile, nil)
 	dnsAddr, prom, server := s.Addr("DNS"), s.Addr("PROM"), s.ServerLabel("DNS")
 
-	const n, workers = 200, 8
-	var (
-		next    atomic.Int64
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		failed  []string
-		started = time.Now()
-	)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= n {
-					return
-				}
-				r := Query(t, "udp", dnsAddr, fmt.Sprintf("r%d.fail.test.", i), dns.TypeA, 3*time.Second)
-				if r.Err != nil || r.Msg == nil || r.Msg.Rcode != dns.RcodeServerFailure {
-					mu.Lock()
-					failed = append(failed, fmt.Sprintf("r%d: %v %v", i, r.Err, r.Msg))
-					mu.Unlock()
-				}
-			}
-		}()
+	const n = 200
+	started := time.Now()
+	results := Concurrently(n, 8, func(i int) Result {
+		return Query(t, "udp", dnsAddr, fmt.Sprintf("r%d.fail.test.", i), dns.TypeA, 3*time.Second)
+	})
+	var failed []string
+	for i, r := range results {
+		if r.Err != nil || r.Msg == nil || r.Msg.Rcode != dns.RcodeServerFailure {
+			failed = append(failed, fmt.Sprintf("r%d: %v %v", i, r.Err, r.Msg))
+		}
 	}
-	wg.Wait()
 	elapsed := time.Since(started)
 	burstEnd := time.Now()
 	if len(failed) > 0 {

@@ -130,22 +130,11 @@ func parseBench(out []byte) []microBench {
 	return res
 }
 
-// parseTop reads `pprof -top` rows (flat flat% sum% cum cum% name) into
-// allocations per op by function, dropping sites under 0.05 per op (one-off
-// setup allocations).
+// parseTop reads `pprof -top` rows into allocations per op by function,
+// dropping sites under 0.05 per op (one-off setup allocations).
 func parseTop(out []byte, ops int) []allocSite {
 	var sites []allocSite
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	inRows := false
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) >= 5 && f[0] == "flat" {
-			inRows = true
-			continue
-		}
-		if !inRows || len(f) < 6 {
-			continue
-		}
+	for _, f := range pprofTopRows(out) {
 		flat, err := strconv.ParseFloat(f[0], 64)
 		if err != nil {
 			continue

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -138,20 +136,10 @@ func fetch(url, path string) error {
 	return f.Close()
 }
 
-// parseProfileTop reads `pprof -top` rows: flat flat% sum% cum cum% name.
+// parseProfileTop reads `pprof -top` rows as shares of the samples.
 func parseProfileTop(out []byte) []profileRow {
 	var rows []profileRow
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	inRows := false
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) >= 5 && f[0] == "flat" {
-			inRows = true
-			continue
-		}
-		if !inRows || len(f) < 6 {
-			continue
-		}
+	for _, f := range pprofTopRows(out) {
 		flat, err1 := strconv.ParseFloat(strings.TrimSuffix(f[1], "%"), 64)
 		cum, err2 := strconv.ParseFloat(strings.TrimSuffix(f[4], "%"), 64)
 		if err1 != nil || err2 != nil {

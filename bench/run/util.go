@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"strings"
 	"sync"
 )
 
@@ -21,4 +23,22 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// pprofTopRows splits the table of `pprof -top` into each row's fields
+// (flat flat% sum% cum cum% name...), skipping the header lines above it.
+func pprofTopRows(out []byte) [][]string {
+	var rows [][]string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	inRows := false
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) >= 5 && f[0] == "flat":
+			inRows = true
+		case inRows && len(f) >= 6:
+			rows = append(rows, f)
+		}
+	}
+	return rows
 }
