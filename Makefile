@@ -11,7 +11,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/coredns/coredns/coremain.GitCommit=dnsdiag-$(VERSION)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)'
 
-.PHONY: build run test unit e2e vet clean image bench stress fuzz
+.PHONY: build run test unit e2e e2e-tools vet clean image bench stress fuzz
 
 build:
 	$(GOBUILD) -o coredns ./build/coredns
@@ -26,7 +26,15 @@ vet:
 unit:
 	$(GO) test -race -count=1 ./plugin/... ./build/... ./bench/...
 
-e2e: build
+# e2e-tools: what the e2e tests run besides ./coredns. podman and skopeo load
+# and inspect the image archive (Debian packages, installed when missing);
+# kubectl renders the kustomizations (it ships on this machine kind).
+e2e-tools:
+	@command -v podman >/dev/null 2>&1 && command -v skopeo >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman skopeo; }
+	@command -v kubectl >/dev/null 2>&1 || { echo 'e2e needs kubectl (kubectl kustomize) on PATH'; exit 1; }
+
+e2e: build e2e-tools
 	COREDNS_BINARY=$(CURDIR)/coredns $(GO) test -count=1 -timeout 20m ./e2e/...
 
 # Each fuzz target also runs for a bounded time on every `make test`.

@@ -268,7 +268,7 @@ func TestImage(t *testing.T) {
 	// Run /coredns as the container would.
 	imageRun(t, lfiles["coredns"], capXattr, c.User, version)
 
-	// Where podman or skopeo is installed (not by default), let them read it.
+	// Two real image tools read it (`make e2e` installs them).
 	t.Run("podman", func(t *testing.T) { imagePodmanLoad(t, archive, c.User) })
 	t.Run("skopeo", func(t *testing.T) { imageSkopeo(t, archive, version) })
 }
@@ -278,7 +278,7 @@ func TestImage(t *testing.T) {
 func imagePodmanLoad(t *testing.T, archive, user string) {
 	podman, err := exec.LookPath("podman")
 	if err != nil || os.Geteuid() != 0 {
-		t.Skip("needs podman, as root")
+		t.Fatal("needs podman on PATH and root (`make e2e` installs it)")
 	}
 	store := t.TempDir()
 	base := []string{"--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"), "--storage-driver", "vfs"}
@@ -304,7 +304,7 @@ func imagePodmanLoad(t *testing.T, archive, user string) {
 func imageSkopeo(t *testing.T, archive, version string) {
 	skopeo, err := exec.LookPath("skopeo")
 	if err != nil {
-		t.Skip("needs skopeo")
+		t.Fatal("needs skopeo on PATH (`make e2e` installs it)")
 	}
 	for _, transport := range []string{"oci-archive:", "docker-archive:"} {
 		b, err := exec.Command(skopeo, "inspect", "--config", transport+archive).CombinedOutput()

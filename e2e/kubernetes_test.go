@@ -829,7 +829,7 @@ func k8sKustomize(t *testing.T, dir string) map[string]k8sObject {
 	t.Helper()
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
-		t.Skip("kubectl not installed: cannot render the kustomizations")
+		t.Fatal("needs kubectl on PATH to render the kustomizations (kubectl kustomize)")
 	}
 	cmd := exec.Command(kubectl, "kustomize", filepath.Join("..", "build", "kubernetes", dir))
 	var stderr strings.Builder
