@@ -34,13 +34,11 @@ func (s promSample) String() string {
 	return fmt.Sprintf("%s{%s} %v", s.Name, strings.Join(ls, ","), s.Value)
 }
 
-// key identifies the series: name and sorted labels.
+// key identifies the series: name and sorted labels (s is a copy, so
+// zeroing its value leaves the caller's sample alone).
 func (s promSample) key() string {
-	v := s.Value
 	s.Value = 0
-	k := s.String()
-	s.Value = v
-	return k
+	return s.String()
 }
 
 // promScrapeText fetches the text exposition of the prometheus plugin at addr.
