@@ -11,7 +11,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/coredns/coredns/coremain.GitCommit=dnsdiag-$(VERSION)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)'
 
-.PHONY: build run test unit e2e e2e-tools vet clean image bench stress fuzz
+.PHONY: build run test unit e2e e2e-tools vet clean image bench stress fuzz fuzz-corpus
 
 build:
 	$(GOBUILD) -o coredns ./build/coredns
@@ -64,13 +64,23 @@ stress: build
 # fuzz: each fuzz target of plugin/dnsdiag for FUZZTIME; crashers land in
 # plugin/dnsdiag/testdata/fuzz/<target>/ (commit them: they become
 # regression tests). `make unit` runs the seeds and that corpus as regular
-# tests; `make test` also fuzzes each target for TESTFUZZTIME.
+# tests; `make test` also fuzzes each target for TESTFUZZTIME. The inputs
+# fuzzing finds interesting stay in Go's cache; `make fuzz-corpus` copies
+# them next to the crashers, to commit with them.
 FUZZTIME    ?= 20s
 FUZZTARGETS ?= FuzzTapSink FuzzSessionLine FuzzRawMsgJSON FuzzAppendJSONString
 fuzz:
 	@set -e; for f in $(FUZZTARGETS); do \
 		echo "== $$f ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./plugin/dnsdiag/; \
+	done
+
+fuzz-corpus:
+	@set -e; cache="$$($(GO) env GOCACHE)/fuzz/github.com/dnsdiag/dnsdiag/plugin/dnsdiag"; \
+	for f in $(FUZZTARGETS); do \
+		mkdir -p plugin/dnsdiag/testdata/fuzz/$$f; \
+		if [ -d "$$cache/$$f" ]; then cp -n "$$cache/$$f"/* plugin/dnsdiag/testdata/fuzz/$$f/; fi; \
+		echo "$$f: $$(ls plugin/dnsdiag/testdata/fuzz/$$f | wc -l) inputs"; \
 	done
 
 # The OCI image archive of the binary `make build` wrote (CGO off, -trimpath,
