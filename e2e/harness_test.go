@@ -17,11 +17,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,30 +93,49 @@ var (
 
 // freePort returns a port that was free on 127.0.0.1 for both TCP and UDP
 // when it was checked, and that no other test of this process was given.
+// It picks below the kernel's ephemeral range: a port from that range can
+// be taken, between the check and coredns binding it, by any client socket
+// of the tests running in parallel (Start retries then, but rarely needs to).
 func freePort(t testing.TB) int {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("listen tcp: %v", err)
+	lo, hi := portRange()
+	for range 1000 {
+		port := lo + rand.IntN(hi-lo)
+		if portsUsed[port] {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", addr)
 		l.Close()
 		if err != nil {
 			continue
 		}
 		u.Close()
-		if portsUsed[port] {
-			continue
-		}
 		portsUsed[port] = true
 		return port
 	}
 	t.Fatal("no free port found")
 	return 0
+}
+
+// portRange is where freePort picks: from 10000 up to the start of the
+// ephemeral range (/proc/sys/net/ipv4/ip_local_port_range), or every
+// unprivileged port where that range leaves too little room below it.
+func portRange() (lo, hi int) {
+	const floor = 10000
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if f := strings.Fields(string(b)); err == nil && len(f) == 2 {
+		if start, err := strconv.Atoi(f[0]); err == nil && start >= floor+5000 {
+			return floor, start
+		}
+	}
+	return 1024, 65536
 }
 
 // placeholder matches the port placeholders of a Corefile text: {{NAME}}
@@ -306,6 +327,10 @@ func Start(t *testing.T, corefile string, ports map[string]int) *Server {
 	for attempt := 0; attempt < 3; attempt++ {
 		s := launch(t, corefile, ports)
 		err := s.waitServing(15 * time.Second)
+		if err == nil && s.count("address already in use") > 0 {
+			// prometheus only logs that its listener failed, and serves on.
+			err = errors.New("a listener's port was taken")
+		}
 		if err == nil {
 			return s
 		}
@@ -505,21 +530,8 @@ func (l Line) IsClient(r Result) bool {
 // WaitOutput waits, at most 10 s, until n output lines contain substr.
 func (s *Server) WaitOutput(substr string, n int) {
 	s.t.Helper()
-	deadline := time.Now().Add(lineTimeout)
-	for {
-		c := 0
-		for _, l := range s.out.snapshot() {
-			if strings.Contains(l, substr) {
-				c++
-			}
-		}
-		if c >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("timed out waiting for %d output line(s) containing %q; got %d; output:\n%s", n, substr, c, s.tail(60))
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !s.waitCount(substr, n, lineTimeout) {
+		s.t.Fatalf("timed out waiting for %d output line(s) containing %q; got %d; output:\n%s", n, substr, s.count(substr), s.tail(60))
 	}
 }
 
@@ -534,9 +546,33 @@ func (s *Server) Signal(sig os.Signal) {
 // Reload sends SIGUSR1 and waits for CoreDNS to report the reload done.
 func (s *Server) Reload() {
 	s.t.Helper()
-	n := s.count("Reloading complete")
+	received, done := s.count("SIGUSR1: Reloading"), s.count("Reloading complete")
 	s.Signal(syscall.SIGUSR1)
-	s.WaitOutput("Reloading complete", n+1)
+	// caddy subscribes to SIGUSR1 from a goroutine it starts when the
+	// process starts, and the Go runtime ignores a SIGUSR1 nobody has
+	// subscribed to yet: on a busy machine the first signal can arrive
+	// before that goroutine has run. Once subscribed, caddy logs receipt at
+	// once, so a signal not acknowledged within seconds was ignored.
+	for resent := 0; !s.waitCount("SIGUSR1: Reloading", received+1, 3*time.Second); resent++ {
+		if resent == 3 {
+			s.t.Fatalf("SIGUSR1 sent %d times, never received; output:\n%s", resent+1, s.tail(60))
+		}
+		s.t.Logf("SIGUSR1 not received within 3 s (caddy not yet subscribed?): sending it again")
+		s.Signal(syscall.SIGUSR1)
+	}
+	s.WaitOutput("Reloading complete", done+1)
+}
+
+// waitCount waits up to timeout for n output lines containing substr.
+func (s *Server) waitCount(substr string, n int, timeout time.Duration) bool {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(10 * time.Millisecond) {
+		if s.count(substr) >= n {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }
 
 func (s *Server) count(substr string) int {
@@ -610,15 +646,32 @@ func (s *Server) cleanup() {
 	}
 }
 
+// tail is the process's output for a failure message: the last n lines
+// other than session lines, which can drown what explains a failure (a
+// reload's or a plugin's messages), then the last few session lines.
 func (s *Server) tail(n int) string {
-	out := s.out.snapshot()
-	if len(out) > n {
-		out = out[len(out)-n:]
-	}
-	for i, l := range out {
-		if len(l) > 600 {
-			out[i] = l[:600] + "…"
+	const sessionsKept = 5
+	var other, sessions []string
+	for _, l := range s.out.snapshot() {
+		if strings.Contains(l, linePrefix+"{") {
+			sessions = append(sessions, l)
+		} else {
+			other = append(other, l)
 		}
+	}
+	if len(other) > n {
+		other = other[len(other)-n:]
+	}
+	out := slices.Clone(other)
+	if len(sessions) > sessionsKept {
+		out = append(out, fmt.Sprintf("... %d session lines, the last %d:", len(sessions), sessionsKept))
+		sessions = sessions[len(sessions)-sessionsKept:]
+	}
+	for _, l := range sessions {
+		if len(l) > 600 {
+			l = l[:600] + "…"
+		}
+		out = append(out, l)
 	}
 	return strings.Join(out, "\n")
 }
