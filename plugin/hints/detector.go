@@ -1,0 +1,144 @@
+package hints
+
+import (
+	"hash/maphash"
+	"sync/atomic"
+	"time"
+)
+
+// Detector finds hints across sessions. It is safe for concurrent use by
+// any number of query goroutines; everything it keeps is allocated by New.
+type Detector struct {
+	cfg  Config
+	seed maphash.Seed
+
+	// Windows in nanoseconds, as the tables keep times.
+	retxWindow, pairGap, searchWindow, tcWindow, upWindow int64
+
+	retx   *table[copyRec]   // every session, by client address, DNS ID and question
+	pairs  *table[arrival]   // UDP A/AAAA arrivals, by client address, port and name
+	search *table[candidate] // NXDOMAIN/NODATA answers, by client address and first label
+	held   *table[heldRec]   // sessions waiting for a later verdict
+	nHeld  atomic.Int64      // entries in held, so that Due and TCP queries skip it when empty
+	ups    upstreams
+}
+
+// New returns a Detector with cfg's zero fields set to their defaults.
+func New(cfg Config) (*Detector, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Detector{
+		cfg:          cfg,
+		seed:         maphash.MakeSeed(),
+		retxWindow:   int64(cfg.RetransmitWindow),
+		pairGap:      int64(cfg.PairGap),
+		searchWindow: int64(cfg.SearchWindow),
+		tcWindow:     int64(cfg.TCWindow),
+		upWindow:     int64(cfg.UpstreamWindow),
+		retx:         newTable[copyRec](cfg.RetransmitEntries, retxWays),
+		pairs:        newTable[arrival](cfg.PairEntries, pairWays),
+		search:       newTable[candidate](cfg.SearchEntries, searchWays),
+		held:         newTable[heldRec](cfg.HeldEntries, heldWays),
+		ups:          upstreams{ent: make([]upstream, cfg.Upstreams)},
+	}, nil
+}
+
+// Ways per set. More ways keep more entries of one key (a flood of copies
+// of one query, the candidates of one walk) at the cost of a longer scan.
+const (
+	retxWays   = 8
+	pairWays   = 8
+	searchWays = 16
+	heldWays   = 8
+)
+
+// MemoryBytes is the most the Detector holds with cfg: its tables, which New
+// allocates whole, and the names the search table keeps (see README.md).
+func MemoryBytes(cfg Config) (int, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return 0, err
+	}
+	return tableBytes[copyRec](cfg.RetransmitEntries, retxWays) +
+		tableBytes[arrival](cfg.PairEntries, pairWays) +
+		tableBytes[candidate](cfg.SearchEntries, searchWays) + newTable[candidate](cfg.SearchEntries, searchWays).slots()*maxKeptNameBytes +
+		tableBytes[heldRec](cfg.HeldEntries, heldWays) +
+		cfg.Upstreams*int(upstreamSize), nil
+}
+
+// keys is what Begin and Observe derive from a session once.
+type keys struct {
+	ip   [16]byte // the client's address, IPv4 as IPv4-mapped IPv6
+	name uint64   // hash of the case-folded name
+	retx uint64   // key of its copy in retx
+}
+
+func (d *Detector) keysOf(s *Session) keys {
+	k := keys{ip: s.Client.Addr().Unmap().As16(), name: foldHash(d.seed, s.Name)}
+	k.retx = mix(d.seed, k.name, &k.ip, s.DNSID, s.Qtype, s.Qclass, 0)
+	return k
+}
+
+// Begin records a session's arrival; call it when the query arrives, before
+// the chain runs. Without it Observe still works, but a retransmission that
+// ends before its earlier copy is not seen as one, and neither is the
+// parallel A/AAAA pattern.
+func (d *Detector) Begin(s *Session) {
+	k := d.keysOf(s)
+	d.arrive(s, &k)
+	if s.TCP {
+		d.cancelTC(s, &k)
+	}
+}
+
+// Observe takes a finished session and appends its hints to out. held
+// reports that a verdict needs a later event: the caller must then keep the
+// session until Due hands its id back (exactly once, with any further
+// hints), and write its line only then. The answer is never delayed.
+func (d *Detector) Observe(s *Session, out []Hint) (hints []Hint, held bool) {
+	k := d.keysOf(s)
+	c := d.finish(s, &k)
+	if c.inserted {
+		// Begin was not called, or its entry was evicted.
+		d.arriveOthers(s, &k)
+	}
+	if s.TCP {
+		d.cancelTC(s, &k)
+	}
+	var h heldRec
+	if c.earlier.start != 0 {
+		out = append(out, retransmitHint(s, &c.earlier))
+		if pairable(s) {
+			p := probeOf(s, &k, &c.earlier)
+			if hint, ok := d.pairHint(&p); ok {
+				out = append(out, hint)
+			} else if s.End.UnixNano() < p.start+d.pairGap+pairSlack {
+				// Answered so fast that the other half may still arrive.
+				h = heldRec{id: s.ID, pair: true, probe: p, due: p.start + d.pairGap + pairSlack}
+			}
+		}
+	}
+	out = d.upstreamTCP(s, out)
+	out = d.walk(s, &k, out)
+	if s.Answered && s.Truncated && !s.TCP && !c.retriedTCP {
+		// A session is held for one verdict: a fast retransmission that is
+		// also truncated (rare) waits for TCP, its pair is decided now.
+		h = heldRec{id: s.ID, tc: true, ip: k.ip, name: k.name, qtype: s.Qtype, qclass: s.Qclass, end: s.End.UnixNano(), due: s.End.UnixNano() + d.tcWindow}
+	}
+	if h.pair || h.tc {
+		held = d.hold(&h, d.tcKey(&k, s))
+	}
+	return out, held
+}
+
+// pairSlack covers the time between a handler reading the clock for a
+// session's Start and its Begin call.
+const pairSlack = int64(time.Millisecond)
+
+func (d *Detector) drop(reason string) {
+	if d.cfg.Dropped != nil {
+		d.cfg.Dropped(reason)
+	}
+}
