@@ -1,0 +1,148 @@
+package hints
+
+import (
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+const glibcPort = "10.0.0.1:38474"
+
+// The conntrack race: the AAAA of the first pair was dropped on the client's
+// node, so CoreDNS saw the A alone, answered it, and 5 s later saw the A
+// again together with the AAAA for the first time, both from one port. The
+// resent A is answered from the cache within microseconds, before the AAAA
+// is even seen: it is held until PairGap has passed.
+func TestPairLostQuery(t *testing.T) {
+	d, _ := newDetector(t, Config{})
+	a0 := q{id: 1, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA}.session()
+	d.Begin(a0)
+	observe(t, d, answered(a0, 0.002, dns.RcodeSuccess, 1))
+
+	a1 := q{id: 2, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA, start: 5}.session()
+	d.Begin(a1)
+	hs, held := d.Observe(answered(a1, 5.00005, dns.RcodeSuccess, 1), nil)
+	wantCodes(t, "resent A", hs, RetransmitAfterAnswer)
+	if !held {
+		t.Fatal("resent A answered at once not held for the other half")
+	}
+	aaaa1 := q{id: 3, from: glibcPort, dnsID: 3524, name: name, qtype: dns.TypeAAAA, start: 5.0001}.session()
+	d.Begin(aaaa1)
+
+	r := releases{}
+	r.due(t, d, at(5.01)) // before PairGap has passed: still held
+	if len(r) != 0 {
+		t.Fatalf("released early: %v", r)
+	}
+	r.due(t, d, at(5.1))
+	hs, ok := r[2]
+	if !ok || len(r) != 1 {
+		t.Fatalf("released %v, want session 2", r)
+	}
+	wantCodes(t, "released A", hs, ParallelAAAAA)
+	if hs[0].Lost != LostQuery || hs[0].Other != 3 {
+		t.Errorf("hint %+v, want lost query, other half session 3", hs[0])
+	}
+	// The AAAA is no retransmission as far as CoreDNS can tell.
+	wantCodes(t, "first AAAA", observe(t, d, answered(aaaa1, 5.02, dns.RcodeSuccess, 1)))
+}
+
+// When the other half has arrived by the time the resent half ends, the
+// verdict comes with Observe.
+func TestPairDecidedAtObserve(t *testing.T) {
+	d, _ := newDetector(t, Config{})
+	a0 := q{id: 1, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA}.session()
+	d.Begin(a0)
+	observe(t, d, answered(a0, 0.002, dns.RcodeSuccess, 1))
+	aaaa1 := q{id: 3, from: glibcPort, dnsID: 3524, name: name, qtype: dns.TypeAAAA, start: 4.9999}.session()
+	d.Begin(aaaa1) // the AAAA came first this time
+	a1 := q{id: 2, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA, start: 5}.session()
+	d.Begin(a1)
+	hs := observe(t, d, answered(a1, 5.0001, dns.RcodeSuccess, 1))
+	wantCodes(t, "resent A", hs, RetransmitAfterAnswer, ParallelAAAAA)
+	if hs[1].Lost != LostQuery || hs[1].Other != 3 {
+		t.Errorf("hint %+v, want lost query, other 3", hs[1])
+	}
+}
+
+// pairRun sends a first pair and its resend one second later; answer tells
+// whether CoreDNS answers each first copy. It returns the hints of the
+// resent A and AAAA.
+func pairRun(t *testing.T, answerA, answerAAAA bool) (a, aaaa []Hint) {
+	d, _ := newDetector(t, Config{})
+	end := func(s *Session, at float64, answer bool) *Session {
+		if answer {
+			return answered(s, at, dns.RcodeSuccess, 1)
+		}
+		return dropped(s, at)
+	}
+	a0 := q{id: 1, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA}.session()
+	aaaa0 := q{id: 2, from: glibcPort, dnsID: 3524, name: name, qtype: dns.TypeAAAA, start: 0.00001}.session()
+	d.Begin(a0)
+	d.Begin(aaaa0)
+	observe(t, d, end(a0, 0.002, answerA))
+	observe(t, d, end(aaaa0, 0.002, answerAAAA))
+
+	a1 := q{id: 3, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA, start: 1}.session()
+	aaaa1 := q{id: 4, from: glibcPort, dnsID: 3524, name: name, qtype: dns.TypeAAAA, start: 1.00001}.session()
+	d.Begin(a1)
+	d.Begin(aaaa1)
+	return observe(t, d, end(a1, 1.002, answerA)), observe(t, d, end(aaaa1, 1.002, answerAAAA))
+}
+
+func TestPairLostAnswer(t *testing.T) {
+	a, aaaa := pairRun(t, true, true)
+	wantCodes(t, "A", a, RetransmitAfterAnswer, ParallelAAAAA)
+	wantCodes(t, "AAAA", aaaa, RetransmitAfterAnswer, ParallelAAAAA)
+	if a[1].Lost != LostAnswer || a[1].Other != 4 || aaaa[1].Lost != LostAnswer || aaaa[1].Other != 3 {
+		t.Errorf("hints %+v %+v, want lost answer, each other's session", a[1], aaaa[1])
+	}
+}
+
+// acl drops AAAA: CoreDNS saw it and did not answer it.
+func TestPairLostNone(t *testing.T) {
+	a, aaaa := pairRun(t, true, false)
+	wantCodes(t, "A", a, RetransmitAfterAnswer, ParallelAAAAA)
+	wantCodes(t, "AAAA", aaaa, RetransmitUnanswered, ParallelAAAAA)
+	if a[1].Lost != LostNone || aaaa[1].Lost != LostNone {
+		t.Errorf("hints %+v %+v, want lost none", a[1], aaaa[1])
+	}
+}
+
+func TestPairNotFired(t *testing.T) {
+	resend := func(t *testing.T, other q) []Hint {
+		d, _ := newDetector(t, Config{})
+		a0 := q{id: 1, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA}.session()
+		d.Begin(a0)
+		observe(t, d, answered(a0, 0.002, dns.RcodeSuccess, 1))
+		a1 := q{id: 2, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA, start: 5}.session()
+		d.Begin(a1)
+		hs, held := d.Observe(answered(a1, 5.0001, dns.RcodeSuccess, 1), nil)
+		if other.id != 0 {
+			d.Begin(other.session())
+		}
+		r := releases{}
+		r.due(t, d, at(6))
+		if held {
+			if len(r) != 1 {
+				t.Fatalf("held, released %v", r)
+			}
+			hs = append(hs, r[2]...)
+		}
+		return hs
+	}
+	aaaa := q{id: 3, from: glibcPort, dnsID: 3524, name: name, qtype: dns.TypeAAAA, start: 5.0002}
+	cases := map[string]func(q) q{
+		"no other half (dig, musl)":          func(q) q { return q{} },
+		"other port (single-request-reopen)": func(x q) q { x.from = "10.0.0.1:52200"; return x },
+		"other client":                       func(x q) q { x.from = "10.0.0.2:38474"; return x },
+		"other name":                         func(x q) q { x.name = "www.example.org."; return x },
+		"beyond the pair gap":                func(x q) q { x.start = 5.06; return x },
+		"same type":                          func(x q) q { x.qtype = dns.TypeA; x.dnsID = 999; return x },
+	}
+	for what, f := range cases {
+		t.Run(what, func(t *testing.T) {
+			wantCodes(t, what, resend(t, f(aaaa)), RetransmitAfterAnswer)
+		})
+	}
+}
