@@ -45,11 +45,13 @@ func newTable[E any](entries, ways int) *table[E] {
 		setMask:   uint64(perShard - 1),
 		ways:      ways,
 	}
+	// One allocation per array, cut into shards: no per-shard rounding.
+	n := perShard * ways
+	at, tag, ent := make([]int64, sets*ways), make([]uint64, sets*ways), make([]E, sets*ways)
 	for i := range t.shards {
-		n := perShard * ways
-		t.shards[i].at = make([]int64, n)
-		t.shards[i].tag = make([]uint64, n)
-		t.shards[i].ent = make([]E, n)
+		t.shards[i].at = at[i*n : (i+1)*n : (i+1)*n]
+		t.shards[i].tag = tag[i*n : (i+1)*n : (i+1)*n]
+		t.shards[i].ent = ent[i*n : (i+1)*n : (i+1)*n]
 	}
 	return t
 }

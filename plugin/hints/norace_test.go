@@ -1,0 +1,5 @@
+//go:build !race
+
+package hints
+
+const raceDetector = false
