@@ -66,6 +66,9 @@ func (d *Detector) upstreamTCP(s *Session, out []Hint) []Hint {
 	tcpFailed := false
 	for i := range s.Attempts {
 		a := &s.Attempts[i]
+		if !a.Upstream.IsValid() {
+			continue
+		}
 		if a.TCP {
 			tcpFailed = tcpFailed || !a.Answered
 			continue
@@ -89,7 +92,7 @@ func (d *Detector) upstreamTCP(s *Session, out []Hint) []Hint {
 	}
 	for i := range s.Attempts {
 		a := &s.Attempts[i]
-		if !a.TCP || a.Answered {
+		if !a.TCP || a.Answered || !a.Upstream.IsValid() {
 			continue
 		}
 		var ok, fail int64
