@@ -63,7 +63,7 @@ func MemoryBytes(cfg Config) (int, error) {
 	}
 	return tableBytes[copyRec](cfg.RetransmitEntries, retxWays) +
 		tableBytes[arrival](cfg.PairEntries, pairWays) +
-		tableBytes[candidate](cfg.SearchEntries, searchWays) + newTable[candidate](cfg.SearchEntries, searchWays).slots()*maxKeptNameBytes +
+		tableBytes[candidate](cfg.SearchEntries, searchWays) + setsFor(cfg.SearchEntries, searchWays)*searchWays*maxKeptNameBytes +
 		tableBytes[heldRec](cfg.HeldEntries, heldWays) +
 		cfg.Upstreams*int(upstreamSize), nil
 }

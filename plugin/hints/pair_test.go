@@ -8,6 +8,18 @@ import (
 
 const glibcPort = "10.0.0.1:38474"
 
+// resentA answers an A from glibcPort at once, then sees it again 5 s later
+// (session 2), answered at end; it returns Observe's result for the copy.
+func resentA(t *testing.T, d *Detector, end float64) ([]Hint, bool) {
+	t.Helper()
+	a0 := q{id: 1, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA}.session()
+	d.Begin(a0)
+	observe(t, d, answered(a0, 0.002, dns.RcodeSuccess, 1))
+	a1 := q{id: 2, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA, start: 5}.session()
+	d.Begin(a1)
+	return d.Observe(answered(a1, end, dns.RcodeSuccess, 1), nil)
+}
+
 // The conntrack race: the AAAA of the first pair was dropped on the client's
 // node, so CoreDNS saw the A alone, answered it, and 5 s later saw the A
 // again together with the AAAA for the first time, both from one port. The
@@ -15,13 +27,7 @@ const glibcPort = "10.0.0.1:38474"
 // is even seen: it is held until PairGap has passed.
 func TestPairLostQuery(t *testing.T) {
 	d, _ := newDetector(t, Config{})
-	a0 := q{id: 1, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA}.session()
-	d.Begin(a0)
-	observe(t, d, answered(a0, 0.002, dns.RcodeSuccess, 1))
-
-	a1 := q{id: 2, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA, start: 5}.session()
-	d.Begin(a1)
-	hs, held := d.Observe(answered(a1, 5.00005, dns.RcodeSuccess, 1), nil)
+	hs, held := resentA(t, d, 5.00005)
 	wantCodes(t, "resent A", hs, RetransmitAfterAnswer)
 	if !held {
 		t.Fatal("resent A answered at once not held for the other half")
@@ -112,12 +118,7 @@ func TestPairLostNone(t *testing.T) {
 func TestPairNotFired(t *testing.T) {
 	resend := func(t *testing.T, other q) []Hint {
 		d, _ := newDetector(t, Config{})
-		a0 := q{id: 1, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA}.session()
-		d.Begin(a0)
-		observe(t, d, answered(a0, 0.002, dns.RcodeSuccess, 1))
-		a1 := q{id: 2, from: glibcPort, dnsID: 18882, name: name, qtype: dns.TypeA, start: 5}.session()
-		d.Begin(a1)
-		hs, held := d.Observe(answered(a1, 5.0001, dns.RcodeSuccess, 1), nil)
+		hs, held := resentA(t, d, 5.0001)
 		if other.id != 0 {
 			d.Begin(other.session())
 		}

@@ -36,7 +36,7 @@ const maxShards = 64
 // newTable makes room for at least entries entries: the number of sets is
 // rounded up to a power of two.
 func newTable[E any](entries, ways int) *table[E] {
-	sets := 1 << bits.Len(uint((entries+ways-1)/ways-1))
+	sets := setsFor(entries, ways)
 	shards := min(sets, maxShards)
 	perShard := sets / shards
 	t := &table[E]{
@@ -66,11 +66,14 @@ func (t *table[E]) set(h uint64) (*shard[E], int) {
 // slots is the table's capacity.
 func (t *table[E]) slots() int { return len(t.shards) * len(t.shards[0].at) }
 
+// setsFor is the number of sets for entries: a power of two.
+func setsFor(entries, ways int) int { return 1 << bits.Len(uint((entries+ways-1)/ways-1)) }
+
 // tableBytes is the memory a table of entries entries holds, names and
 // other pointed-to data aside.
 func tableBytes[E any](entries, ways int) int {
 	var e E
-	sets := 1 << bits.Len(uint((entries+ways-1)/ways-1))
+	sets := setsFor(entries, ways)
 	return sets*ways*(8+8+int(unsafe.Sizeof(e))) + min(sets, maxShards)*int(unsafe.Sizeof(shard[E]{}))
 }
 
