@@ -141,6 +141,7 @@ func TestConfigRefused(t *testing.T) {
 		{TCWindow: time.Hour},
 		{SearchEntries: -1},
 		{RetransmitEntries: maxEntries + 1},
+		{Upstreams: maxUpstreams + 1},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)

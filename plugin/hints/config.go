@@ -107,22 +107,22 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	counts := []struct {
-		name string
-		v    *int
-		def  int
+		name     string
+		v        *int
+		def, max int
 	}{
-		{"retransmit entries", &c.RetransmitEntries, DefaultRetransmitEntries},
-		{"pair entries", &c.PairEntries, DefaultPairEntries},
-		{"search entries", &c.SearchEntries, DefaultSearchEntries},
-		{"held entries", &c.HeldEntries, DefaultHeldEntries},
-		{"upstreams", &c.Upstreams, DefaultUpstreams},
+		{"retransmit entries", &c.RetransmitEntries, DefaultRetransmitEntries, maxEntries},
+		{"pair entries", &c.PairEntries, DefaultPairEntries, maxEntries},
+		{"search entries", &c.SearchEntries, DefaultSearchEntries, maxEntries},
+		{"held entries", &c.HeldEntries, DefaultHeldEntries, maxEntries},
+		{"upstreams", &c.Upstreams, DefaultUpstreams, maxUpstreams},
 	}
 	for _, n := range counts {
 		switch {
 		case *n.v == 0:
 			*n.v = n.def
-		case *n.v < 0 || *n.v > maxEntries:
-			return c, errors.New("hints: " + n.name + " " + strconv.Itoa(*n.v) + " out of range (0, " + strconv.Itoa(maxEntries) + "]")
+		case *n.v < 0 || *n.v > n.max:
+			return c, errors.New("hints: " + n.name + " " + strconv.Itoa(*n.v) + " out of range (0, " + strconv.Itoa(n.max) + "]")
 		}
 	}
 	return c, nil

@@ -109,7 +109,7 @@ func (d *Detector) Observe(s *Session, out []Hint) (hints []Hint, held bool) {
 	}
 	var h heldRec
 	if c.earlier.start != 0 {
-		out = append(out, retransmitHint(s, &c.earlier))
+		out = append(out, d.retransmitHint(s, &c.earlier))
 		if pairable(s) {
 			p := probeOf(s, &k, &c.earlier)
 			if hint, ok := d.pairHint(&p); ok {

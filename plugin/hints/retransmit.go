@@ -1,8 +1,8 @@
 package hints
 
 import (
-	"net/netip"
 	"time"
+	"unsafe"
 )
 
 // copyRec is one copy of a query in the retx table: written by Begin (or by
@@ -14,13 +14,16 @@ type copyRec struct {
 	name                     uint64
 	id                       uint64
 	start, end               int64 // end 0: still in flight
-	upIP                     [16]byte
 	dnsID, qtype, qclass     uint16
-	port, upPort             uint16
-	rcode                    int32
-	attempts                 uint8 // upstream attempts, capped at 255
+	port                     uint16
+	rcode                    int16
+	up                       uint16 // 1 + the last attempt's slot in Detector.ups, 0 if none
+	attempts                 uint8  // upstream attempts, capped at 255
 	tcp, answered, truncated bool
 }
+
+// An entry fills one cache line: a session touches one line of its entry.
+var _ [64 - unsafe.Sizeof(copyRec{})]struct{}
 
 func (e *copyRec) is(ip *[16]byte, name uint64, dnsID, qtype, qclass uint16) bool {
 	return e.ip == *ip && e.name == name && e.dnsID == dnsID && e.qtype == qtype && e.qclass == qclass
@@ -67,6 +70,10 @@ type finished struct {
 // finish completes the session's copy and finds the copy before it.
 func (d *Detector) finish(s *Session, k *keys) (f finished) {
 	start, end := s.Start.UnixNano(), s.End.UnixNano()
+	up := 0
+	if n := len(s.Attempts); n > 0 {
+		up = d.ups.find(s.Attempts[n-1].Upstream, true) + 1
+	}
 	sh, base := d.retx.set(k.retx)
 	sh.mu.Lock()
 	own, prev := -1, -1
@@ -99,12 +106,8 @@ func (d *Detector) finish(s *Session, k *keys) (f finished) {
 		sh.ent[own] = copyRec{ip: k.ip, name: k.name, id: s.ID, start: start, dnsID: s.DNSID, qtype: s.Qtype, qclass: s.Qclass, port: s.Client.Port(), tcp: s.TCP}
 	}
 	e := &sh.ent[own]
-	e.end, e.answered, e.truncated, e.rcode = end, s.Answered, s.Truncated, int32(s.Rcode)
-	e.attempts = uint8(min(len(s.Attempts), 255))
-	if n := len(s.Attempts); n > 0 {
-		last := &s.Attempts[n-1]
-		e.upIP, e.upPort = last.Upstream.Addr().Unmap().As16(), last.Upstream.Port()
-	}
+	e.end, e.answered, e.truncated, e.rcode = end, s.Answered, s.Truncated, int16(s.Rcode)
+	e.attempts, e.up = uint8(min(len(s.Attempts), 255)), uint16(up)
 	sh.mu.Unlock()
 	if live {
 		d.drop(ReasonRetransmitEvicted)
@@ -113,7 +116,7 @@ func (d *Detector) finish(s *Session, k *keys) (f finished) {
 }
 
 // retransmitHint describes s as a copy of e.
-func retransmitHint(s *Session, e *copyRec) Hint {
+func (d *Detector) retransmitHint(s *Session, e *copyRec) Hint {
 	start := s.Start.UnixNano()
 	samePort := e.port == s.Client.Port() && e.tcp == s.TCP
 	if e.answeredBy(start) {
@@ -132,7 +135,9 @@ func retransmitHint(s *Session, e *copyRec) Hint {
 		// Its attempts are known only when it ends.
 	case e.attempts > 0:
 		h.Waiting = WaitingUpstream
-		h.Upstream = netip.AddrPortFrom(netip.AddrFrom16(e.upIP).Unmap(), e.upPort)
+		if e.up > 0 {
+			h.Upstream = d.ups.addr(int(e.up) - 1)
+		}
 	default:
 		h.Waiting = WaitingPlugin
 	}

@@ -25,36 +25,48 @@ type upstream struct {
 
 const upstreamSize = unsafe.Sizeof(upstream{})
 
+// maxUpstreams: a retx entry names its upstream by a 16-bit slot number.
+const maxUpstreams = 1<<16 - 1
+
 // udpRefresh: an upstream's UDP times are rewritten at most this often, so
 // that every forwarded query does not write the same cache line.
 const udpRefresh = int64(100 * time.Millisecond)
 
 // find returns a's slot; with add, it takes a free one if a has none. It
-// returns nil when a is not tracked.
-func (u *upstreams) find(a netip.AddrPort, add bool) *upstream {
+// returns -1 when a is not tracked.
+func (u *upstreams) find(a netip.AddrPort, add bool) int {
+	if !a.IsValid() {
+		return -1
+	}
 	n := int(u.n.Load())
 	for i := range n {
 		if u.ent[i].addr == a {
-			return &u.ent[i]
+			return i
 		}
 	}
 	if !add {
-		return nil
+		return -1
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	m := int(u.n.Load())
 	for i := n; i < m; i++ {
 		if u.ent[i].addr == a {
-			return &u.ent[i]
+			return i
 		}
 	}
 	if m == len(u.ent) {
-		return nil
+		return -1
 	}
 	u.ent[m].addr = a
 	u.n.Store(int32(m + 1))
-	return &u.ent[m]
+	return m
+}
+
+// addr is the address of slot i, zone dropped (JSON needs no escaping then).
+func (u *upstreams) addr(i int) netip.AddrPort {
+	a := u.ent[i].addr
+	return netip.AddrPortFrom(a.Addr().WithZone(""), a.Port())
 }
 
 // upstreamTCP records s's UDP attempts and reports its first TCP attempt
@@ -73,10 +85,12 @@ func (d *Detector) upstreamTCP(s *Session, out []Hint) []Hint {
 			tcpFailed = tcpFailed || !a.Answered
 			continue
 		}
-		u := d.ups.find(a.Upstream, true)
-		switch {
-		case u == nil:
+		i := d.ups.find(a.Upstream, true)
+		if i < 0 {
 			d.drop(ReasonUpstreamsFull)
+			continue
+		}
+		switch u := &d.ups.ent[i]; {
 		case a.Answered:
 			if now-u.udpOK.Load() > udpRefresh {
 				u.udpOK.Store(now)
@@ -96,8 +110,8 @@ func (d *Detector) upstreamTCP(s *Session, out []Hint) []Hint {
 			continue
 		}
 		var ok, fail int64
-		if u := d.ups.find(a.Upstream, false); u != nil {
-			ok, fail = u.udpOK.Load(), u.udpFail.Load()
+		if i := d.ups.find(a.Upstream, false); i >= 0 {
+			ok, fail = d.ups.ent[i].udpOK.Load(), d.ups.ent[i].udpFail.Load()
 		}
 		h := Hint{Code: UpstreamTCPFailed, Text: textUpstreamTCP, Upstream: netip.AddrPortFrom(a.Upstream.Addr().WithZone(""), a.Upstream.Port())}
 		switch {
