@@ -125,7 +125,7 @@ func (d *Detector) Observe(s *Session, out []Hint) (hints []Hint, held bool) {
 	if s.Answered && s.Truncated && !s.TCP && !c.retriedTCP {
 		// A session is held for one verdict: a fast retransmission that is
 		// also truncated (rare) waits for TCP, its pair is decided now.
-		h = heldRec{id: s.ID, tc: true, ip: k.ip, name: k.name, qtype: s.Qtype, qclass: s.Qclass, end: s.End.UnixNano(), due: s.End.UnixNano() + d.tcWindow}
+		h = heldRec{id: s.ID, tc: true, ip: k.ip, name: k.name, qtype: s.Qtype, qclass: s.Qclass, asked: s.Start.UnixNano(), due: s.End.UnixNano() + d.tcWindow}
 	}
 	if h.pair || h.tc {
 		held = d.hold(&h, d.tcKey(&k, s))

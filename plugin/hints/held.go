@@ -22,7 +22,10 @@ type heldRec struct {
 	ip            [16]byte
 	name          uint64
 	qtype, qclass uint16
-	end           int64 // the truncated answer was sent
+	// asked: the UDP query arrived. A TCP query after it counts, even one
+	// that arrived a moment before the UDP session's End was taken (the
+	// client may read the answer before the handler returns).
+	asked int64
 
 	// Pair: the retransmitted half, decided at release.
 	pair  bool
@@ -63,7 +66,7 @@ func (d *Detector) cancelTC(s *Session, k *keys) {
 	for i := base; i < base+d.held.ways; i++ {
 		h := &sh.ent[i]
 		if sh.at[i] != 0 && sh.tag[i] == key && h.tc && !h.cancelled && h.ip == k.ip && h.name == k.name &&
-			h.qtype == s.Qtype && h.qclass == s.Qclass && h.end <= start && start <= h.due {
+			h.qtype == s.Qtype && h.qclass == s.Qclass && h.asked < start && start <= h.due {
 			h.cancelled = true
 			sh.at[i] = start // released by the next Due
 		}

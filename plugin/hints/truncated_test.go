@@ -67,6 +67,19 @@ func TestTruncatedTCPRetryNewID(t *testing.T) {
 	}
 }
 
+// A TCP query whose clock was read just before the UDP session's End, but
+// that begins after its Observe, still cancels.
+func TestTruncatedTCPRetryStartBeforeEnd(t *testing.T) {
+	d, _ := newDetector(t, Config{})
+	truncatedRun(t, d) // ends at 0.001
+	d.Begin(q{id: 2, from: "10.0.0.1:41000", tcp: true, dnsID: 8, name: headless, qtype: dns.TypeA, start: 0.0009}.session())
+	r := releases{}
+	r.due(t, d, at(5))
+	if hs, ok := r[1]; !ok || len(hs) != 0 {
+		t.Fatalf("released %v, want session 1 without hints", r)
+	}
+}
+
 // The TCP copy may arrive before the UDP session is observed (the client
 // read the answer before the handler returned): nothing is held.
 func TestTruncatedTCPRetryBeforeObserve(t *testing.T) {
@@ -85,7 +98,7 @@ func TestTruncatedRetryThatDoesNotCount(t *testing.T) {
 		"another question":     {id: 2, from: "10.0.0.1:41000", tcp: true, dnsID: 7, name: headless, qtype: dns.TypeAAAA, start: 1},
 		"over UDP":             {id: 2, from: "10.0.0.1:40000", dnsID: 7, name: headless, qtype: dns.TypeA, start: 1},
 		"after the window":     {id: 2, from: "10.0.0.1:41000", tcp: true, dnsID: 7, name: headless, qtype: dns.TypeA, start: 3.5},
-		"before the TC answer": {id: 2, from: "10.0.0.1:41000", tcp: true, dnsID: 9, name: headless, qtype: dns.TypeA, start: 0.0005},
+		"before the UDP query": {id: 2, from: "10.0.0.1:41000", tcp: true, dnsID: 9, name: headless, qtype: dns.TypeA, start: -0.0005},
 	}
 	for what, retry := range cases {
 		t.Run(what, func(t *testing.T) {
