@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/metadata"
 	"github.com/coredns/coredns/plugin/test"
 	tap "github.com/dnstap/golang-dnstap"
@@ -98,7 +99,7 @@ func closeBackgrounds(d *Dnsdiag) {
 	}
 	d.bg.mu.Unlock()
 	for k, s := range open {
-		d.bg.close(k, s)
+		d.bg.close(d, k, s)
 	}
 }
 
@@ -150,7 +151,7 @@ func FuzzTapSink(f *testing.F) {
 		// On its own: a background session, an untracked tap, or nothing.
 		// Twice, so a query leg can meet its response leg.
 		var d *Dnsdiag
-		d = newTestDiag(t, conf, handlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		d = newTestDiag(t, conf, plugin.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			// In flight: what dnstap does for forward, with the Extra
 			// replaced by this session's id (mode bit 0) or left fuzzed.
 			pp := &tap.Dnstap{Type: p.Type, Message: p.Message, Extra: p.Extra}
@@ -173,7 +174,7 @@ func FuzzTapSink(f *testing.F) {
 		}
 
 		// Into a live client session.
-		d.forwards.Store(1)
+		d.hasForwards.Store(true)
 		rw := &test.ResponseWriter{TCP: mode&2 != 0}
 		if _, err := d.ServeDNS(context.Background(), rw, query("example.org", dns.TypeA)); err != nil {
 			t.Fatalf("ServeDNS: %v", err)
@@ -235,7 +236,7 @@ func FuzzSessionLine(f *testing.F) {
 			t.Skip("query does not unpack: the server would not have served it")
 		}
 		inflight := sessions.inflight()
-		d.Next = handlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		d.Next = plugin.HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			if mode&1 != 0 {
 				w.Write(resp)
 			}
