@@ -2,12 +2,10 @@ package dnsdiag
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,26 +33,7 @@ func fuzzLines(t *testing.T, logs *logCapture) []line {
 	for deadline := time.Now().Add(5 * time.Second); lines.pending.Load() > 0 && time.Now().Before(deadline); {
 		runtime.Gosched()
 	}
-	logs.mu.Lock()
-	text := logs.buf.String()
-	logs.buf.Reset()
-	logs.mu.Unlock()
-	var out []line
-	for _, s := range strings.Split(text, "\n") {
-		_, js, ok := strings.Cut(s, "[INFO] plugin/dnsdiag: ")
-		if !ok || !strings.HasPrefix(js, "{") {
-			continue
-		}
-		if !json.Valid([]byte(js)) {
-			t.Fatalf("session line is not valid JSON:\n%s", js)
-		}
-		var l line
-		if err := json.Unmarshal([]byte(js), &l); err != nil {
-			t.Fatalf("session line does not have the session line's shape: %v\n%s", err, js)
-		}
-		out = append(out, l)
-	}
-	return out
+	return parseSessionLines(t, logs.take())
 }
 
 // fuzzTap builds a dnstap payload from fuzzed fields. Bits of shape leave
@@ -103,6 +82,16 @@ func closeBackgrounds(d *Dnsdiag) {
 	}
 }
 
+// packedExchange is a query for example.org A with id, and its reply with
+// rcode, as messages and packed.
+func packedExchange(tb testing.TB, id uint16, rcode int) (q, r *dns.Msg, qb, rb []byte) {
+	q = query("example.org", dns.TypeA)
+	q.Id = id
+	r = new(dns.Msg)
+	r.SetRcode(q, rcode)
+	return q, r, packed(tb, q), packed(tb, r)
+}
+
 func packed(tb testing.TB, m *dns.Msg) []byte {
 	b, err := m.Pack()
 	if err != nil {
@@ -117,11 +106,7 @@ func packed(tb testing.TB, m *dns.Msg) []byte {
 // every line must be valid JSON, the client session must still be logged
 // exactly once, and no session may stay in flight.
 func FuzzTapSink(f *testing.F) {
-	q := query("example.org", dns.TypeA)
-	q.Id = 4242
-	r := new(dns.Msg)
-	r.SetRcode(q, dns.RcodeServerFailure)
-	qb, rb := packed(f, q), packed(f, r)
+	_, _, qb, rb := packedExchange(f, 4242, dns.RcodeServerFailure)
 	lo4, lo6 := []byte(net.IPv4(127, 0, 0, 1).To4()), []byte(net.IPv6loopback)
 	now := uint64(time.Now().Unix())
 	fq, fr := int32(tap.Message_FORWARDER_QUERY), int32(tap.Message_FORWARDER_RESPONSE)
@@ -205,11 +190,7 @@ func FuzzTapSink(f *testing.F) {
 // Nothing but the deliberate panic may escape, the session is logged
 // exactly once as valid JSON, and it says what the client got.
 func FuzzSessionLine(f *testing.F) {
-	q := query("example.org", dns.TypeA)
-	q.Id = 7
-	r := new(dns.Msg)
-	r.SetRcode(q, dns.RcodeNameError)
-	qb, rb := packed(f, q), packed(f, r)
+	_, r, qb, rb := packedExchange(f, 7, dns.RcodeNameError)
 	e := query("example.org", dns.TypeTXT)
 	e.SetEdns0(1232, true)
 	e.Question = append(e.Question, dns.Question{Name: ".", Qtype: dns.TypeNS, Qclass: dns.ClassCHAOS})

@@ -112,15 +112,34 @@ type line struct {
 func (c *logCapture) sessionLines(t testing.TB) []line {
 	t.Helper()
 	lines.flush(5 * time.Second)
+	return parseSessionLines(t, c.String())
+}
+
+// take returns what was captured and empties the capture.
+func (c *logCapture) take() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	text := c.buf.String()
+	c.buf.Reset()
+	return text
+}
+
+// parseSessionLines parses every session line in log text, failing on any
+// that is not valid JSON of the session line's shape.
+func parseSessionLines(t testing.TB, text string) []line {
+	t.Helper()
 	var out []line
-	for _, s := range strings.Split(c.String(), "\n") {
+	for _, s := range strings.Split(text, "\n") {
 		_, js, ok := strings.Cut(s, "[INFO] plugin/dnsdiag: ")
 		if !ok || !strings.HasPrefix(js, "{") {
 			continue
 		}
+		if !json.Valid([]byte(js)) {
+			t.Fatalf("session line is not valid JSON:\n%s", js)
+		}
 		var l line
 		if err := json.Unmarshal([]byte(js), &l); err != nil {
-			t.Fatalf("line is not JSON: %v\n%s", err, js)
+			t.Fatalf("session line does not have the session line's shape: %v\n%s", err, js)
 		}
 		out = append(out, l)
 	}
