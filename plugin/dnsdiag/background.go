@@ -3,6 +3,8 @@ package dnsdiag
 import (
 	"sync"
 	"time"
+
+	tap "github.com/dnstap/golang-dnstap"
 )
 
 // backgroundWindow is how long a background session waits for its answer.
@@ -33,7 +35,7 @@ func (b *backgrounds) add(d *Dnsdiag, origin uint64, l leg) {
 	m := l.tap
 	key := backgroundKey{
 		start:  int64(m.GetQueryTimeSec())*int64(time.Second) + int64(m.GetQueryTimeNsec()),
-		id:     rawID(m.GetQueryMessage(), m.GetResponseMessage()),
+		id:     tapID(m),
 		origin: origin,
 	}
 	b.mu.Lock()
@@ -49,10 +51,10 @@ func (b *backgrounds) add(d *Dnsdiag, origin uint64, l leg) {
 		}
 		s = newSession()
 		s.id = sessions.nextID.Add(1) // from the client sessions' sequence: ids never repeat
-		s.diag, s.background, s.origin = d, true, origin
+		s.background, s.origin = true, origin
 		s.start = time.Unix(0, key.start)
 		b.open[key] = s
-		s.timer = time.AfterFunc(backgroundWindow, func() { b.close(key, s) })
+		s.timer = time.AfterFunc(backgroundWindow, func() { b.close(d, key, s) })
 	}
 	s.addLeg(l)
 	done := l.kind == legFR
@@ -66,8 +68,9 @@ func (b *backgrounds) add(d *Dnsdiag, origin uint64, l leg) {
 	}
 }
 
-// close ends a background session that got no answer in time.
-func (b *backgrounds) close(key backgroundKey, s *session) {
+// close ends a background session that got no answer in time. d is the
+// instance that opened it, whose policy and metrics it ends under.
+func (b *backgrounds) close(d *Dnsdiag, key backgroundKey, s *session) {
 	b.mu.Lock()
 	open := b.open[key] == s
 	if open {
@@ -75,29 +78,24 @@ func (b *backgrounds) close(key backgroundKey, s *session) {
 	}
 	b.mu.Unlock()
 	if open {
-		s.diag.finishBackground(s)
+		d.finishBackground(s)
 	}
 }
 
-// rawID is the DNS id of whichever packed message is present.
-func rawID(q, r []byte) uint16 {
-	if len(q) < 2 {
-		q = r
+// tapID is the DNS id of whichever packed message the tap holds.
+func tapID(m *tap.Message) uint16 {
+	id, ok := wireID(m.GetQueryMessage())
+	if !ok {
+		id, _ = wireID(m.GetResponseMessage())
 	}
-	if len(q) < 2 {
-		return 0
-	}
-	return uint16(q[0])<<8 | uint16(q[1])
+	return id
 }
 
+// finishBackground ends a background session with its last leg.
 func (d *Dnsdiag) finishBackground(s *session) {
 	s.end = s.legs[len(s.legs)-1].at
-	s.rcode = s.lastUpstreamRcode()
-	st := s.status()
 	server := d.server()
-	m := d.metrics.forServer(server)
-	m.background(s, st)
-	if !d.keep(m, s, st) {
+	if !d.conclude(d.metrics.forServer(server), s) {
 		return
 	}
 	s.server = server

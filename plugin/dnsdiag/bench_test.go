@@ -9,8 +9,7 @@ package dnsdiag
 // GOMAXPROCS=1 there too), so ns/op is close to CPU per query, and profiles
 // the allocations of the dnsdiag variants (-memprofile, alloc_objects).
 //
-// Names and helpers here carry a bench prefix so they cannot collide with
-// the package's test helpers.
+// The chains are built with the tests' builders (helpers_test.go).
 
 import (
 	"context"
@@ -21,12 +20,8 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/cache"
-	"github.com/coredns/coredns/plugin/forward"
-	"github.com/coredns/coredns/plugin/pkg/proxy"
-	"github.com/coredns/coredns/plugin/pkg/transport"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 )
@@ -54,48 +49,13 @@ func (h benchFixed) ServeDNS(_ context.Context, w dns.ResponseWriter, r *dns.Msg
 
 func (benchFixed) Name() string { return "benchfixed" }
 
+// benchUpstream answers like benchFixed{NOERROR}, as the upstream of the
+// forward variants.
+func benchUpstream(w dns.ResponseWriter, r *dns.Msg) {
+	benchFixed{}.ServeDNS(context.Background(), w, r)
+}
+
 var benchA = &dns.A{Hdr: dns.RR_Header{Name: "n01.bench.test.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 3600}, A: net.IPv4(10, 0, 0, 1)}
-
-// benchUpstream serves benchFixed{NOERROR} over UDP on 127.0.0.1 on its own
-// dns.Server (not dnstest's, which registers on the process-wide mux).
-func benchUpstream(b *testing.B) string {
-	b.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, NotifyStartedFunc: func() { close(started) },
-		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-			benchFixed{}.ServeDNS(context.Background(), w, r)
-		})}
-	go srv.ActivateAndServe()
-	<-started
-	b.Cleanup(func() { srv.Shutdown() })
-	return pc.LocalAddr().String()
-}
-
-// benchForward is a real forward plugin with one UDP upstream.
-func benchForward(b *testing.B, addr string) *forward.Forward {
-	b.Helper()
-	f := forward.New()
-	f.SetProxy(proxy.NewProxy("forward", addr, transport.DNS))
-	b.Cleanup(func() { f.OnShutdown() })
-	return f
-}
-
-// benchDiag builds dnsdiag from a Corefile block the way setup does, puts
-// it in front of next and hooks the forwards below it, as OnStartup does.
-func benchDiag(b *testing.B, block string, next plugin.Handler) plugin.Handler {
-	b.Helper()
-	d, err := newDnsdiag(caddy.NewTestController("dns", block))
-	if err != nil {
-		b.Fatalf("%q: %v", block, err)
-	}
-	d.Next = next
-	d.hookForwards()
-	return d
-}
 
 // benchServe runs h b.N times on one query. When lines may be logged it
 // keeps the log writer's queue from overflowing, so every selected session
@@ -138,8 +98,8 @@ func benchServe(b *testing.B, h plugin.Handler, logs bool) {
 // forward in the chain (hosts, file, ...): BitMap 3.
 func BenchmarkInternalAnswer(b *testing.B) {
 	b.Run("plain", func(b *testing.B) { benchServe(b, benchFixed{}, false) })
-	b.Run("dnsdiag", func(b *testing.B) { benchServe(b, benchDiag(b, benchDefault, benchFixed{}), false) })
-	b.Run("dnsdiag-logall", func(b *testing.B) { benchServe(b, benchDiag(b, benchLogAll, benchFixed{}), true) })
+	b.Run("dnsdiag", func(b *testing.B) { benchServe(b, newTestDiag(b, benchDefault, benchFixed{}), false) })
+	b.Run("dnsdiag-logall", func(b *testing.B) { benchServe(b, newTestDiag(b, benchLogAll, benchFixed{}), true) })
 }
 
 // BenchmarkCacheHit: a real cache in front of a real forward, warmed, so
@@ -148,22 +108,22 @@ func BenchmarkInternalAnswer(b *testing.B) {
 func BenchmarkCacheHit(b *testing.B) {
 	chain := func(b *testing.B) plugin.Handler {
 		c := cache.New()
-		c.Next = benchForward(b, benchUpstream(b))
+		c.Next = newForward(b, upstream(b, benchUpstream))
 		return c
 	}
 	b.Run("plain", func(b *testing.B) { benchServe(b, chain(b), false) })
-	b.Run("dnsdiag", func(b *testing.B) { benchServe(b, benchDiag(b, benchDefault, chain(b)), false) })
-	b.Run("dnsdiag-logall", func(b *testing.B) { benchServe(b, benchDiag(b, benchLogAll, chain(b)), true) })
+	b.Run("dnsdiag", func(b *testing.B) { benchServe(b, newTestDiag(b, benchDefault, chain(b)), false) })
+	b.Run("dnsdiag-logall", func(b *testing.B) { benchServe(b, newTestDiag(b, benchLogAll, chain(b)), true) })
 }
 
 // BenchmarkForwarded: a real forward to an upstream on loopback (in this
 // process, so its cost is in every variant alike): BitMap 15. With dnsdiag,
 // forward also builds and packs the two tap messages of the exchange.
 func BenchmarkForwarded(b *testing.B) {
-	chain := func(b *testing.B) plugin.Handler { return benchForward(b, benchUpstream(b)) }
+	chain := func(b *testing.B) plugin.Handler { return newForward(b, upstream(b, benchUpstream)) }
 	b.Run("plain", func(b *testing.B) { benchServe(b, chain(b), false) })
-	b.Run("dnsdiag", func(b *testing.B) { benchServe(b, benchDiag(b, benchDefault, chain(b)), false) })
-	b.Run("dnsdiag-logall", func(b *testing.B) { benchServe(b, benchDiag(b, benchLogAll, chain(b)), true) })
+	b.Run("dnsdiag", func(b *testing.B) { benchServe(b, newTestDiag(b, benchDefault, chain(b)), false) })
+	b.Run("dnsdiag-logall", func(b *testing.B) { benchServe(b, newTestDiag(b, benchLogAll, chain(b)), true) })
 }
 
 // BenchmarkLoggedFailure: the chain answers SERVFAIL (Failed, BitMap 3).
@@ -173,6 +133,6 @@ func BenchmarkForwarded(b *testing.B) {
 func BenchmarkLoggedFailure(b *testing.B) {
 	fail := benchFixed{rcode: dns.RcodeServerFailure}
 	b.Run("plain", func(b *testing.B) { benchServe(b, fail, false) })
-	b.Run("dnsdiag-default-ratelimited", func(b *testing.B) { benchServe(b, benchDiag(b, benchDefault, fail), false) })
-	b.Run("dnsdiag-logall", func(b *testing.B) { benchServe(b, benchDiag(b, benchLogAll, fail), true) })
+	b.Run("dnsdiag-default-ratelimited", func(b *testing.B) { benchServe(b, newTestDiag(b, benchDefault, fail), false) })
+	b.Run("dnsdiag-logall", func(b *testing.B) { benchServe(b, newTestDiag(b, benchLogAll, fail), true) })
 }

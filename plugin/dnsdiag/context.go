@@ -13,22 +13,6 @@ import (
 // log formats and dnstap extras too ({/dnsdiag/session}).
 const sessionLabel = "dnsdiag/session"
 
-// metadataKey is the context key under which the metadata package keeps a
-// query's labels. The package does not export it; asking it for the labels
-// of a probe context reveals it.
-var metadataKey = func() any {
-	p := &keyProbe{Context: context.Background()}
-	metadata.ValueFuncs(p)
-	return p.key
-}()
-
-type keyProbe struct {
-	context.Context
-	key any
-}
-
-func (p *keyProbe) Value(k any) any { p.key = k; return nil }
-
 // sessionCtx carries a session id to the plugins below dnsdiag as metadata
 // label sessionLabel, for queries that arrive without a metadata map. The
 // map is only made when a plugin asks for metadata (forward's tap does, on

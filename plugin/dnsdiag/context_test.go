@@ -6,19 +6,13 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/metadata"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 )
 
 type otherKey struct{}
-
-func TestMetadataKeyFound(t *testing.T) {
-	ctx := metadata.ContextWithMetadata(context.Background())
-	if metadataKey == nil || ctx.Value(metadataKey) == nil {
-		t.Fatalf("metadata key %#v does not find the map ContextWithMetadata made", metadataKey)
-	}
-}
 
 func TestSessionCtxServesIDAsMetadata(t *testing.T) {
 	parent, cancel := context.WithCancel(context.WithValue(context.Background(), otherKey{}, "v"))
@@ -93,7 +87,7 @@ func TestSessionMetadataMadeOnDemand(t *testing.T) {
 	var asked bool
 	var made bool
 	var id string
-	d := newTestDiag(t, "dnsdiag", handlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	d := newTestDiag(t, "dnsdiag", plugin.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 		if asked {
 			id = metadata.ValueFunc(ctx, sessionLabel)()
 		}
@@ -101,7 +95,7 @@ func TestSessionMetadataMadeOnDemand(t *testing.T) {
 		made = !ok || c.md.Load() != nil
 		return answer(dns.RcodeSuccess)(ctx, w, r)
 	}))
-	d.forwards.Store(1)
+	d.hasForwards.Store(true)
 	d.ServeDNS(context.Background(), &test.ResponseWriter{}, query("example.org", dns.TypeA))
 	if made {
 		t.Error("a metadata map was made for a query that never asked for one")

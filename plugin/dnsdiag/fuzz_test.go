@@ -2,15 +2,14 @@ package dnsdiag
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/metadata"
 	"github.com/coredns/coredns/plugin/test"
 	tap "github.com/dnstap/golang-dnstap"
@@ -34,26 +33,7 @@ func fuzzLines(t *testing.T, logs *logCapture) []line {
 	for deadline := time.Now().Add(5 * time.Second); lines.pending.Load() > 0 && time.Now().Before(deadline); {
 		runtime.Gosched()
 	}
-	logs.mu.Lock()
-	text := logs.buf.String()
-	logs.buf.Reset()
-	logs.mu.Unlock()
-	var out []line
-	for _, s := range strings.Split(text, "\n") {
-		_, js, ok := strings.Cut(s, "[INFO] plugin/dnsdiag: ")
-		if !ok || !strings.HasPrefix(js, "{") {
-			continue
-		}
-		if !json.Valid([]byte(js)) {
-			t.Fatalf("session line is not valid JSON:\n%s", js)
-		}
-		var l line
-		if err := json.Unmarshal([]byte(js), &l); err != nil {
-			t.Fatalf("session line does not have the session line's shape: %v\n%s", err, js)
-		}
-		out = append(out, l)
-	}
-	return out
+	return parseSessionLines(t, logs.take())
 }
 
 // fuzzTap builds a dnstap payload from fuzzed fields. Bits of shape leave
@@ -98,8 +78,18 @@ func closeBackgrounds(d *Dnsdiag) {
 	}
 	d.bg.mu.Unlock()
 	for k, s := range open {
-		d.bg.close(k, s)
+		d.bg.close(d, k, s)
 	}
+}
+
+// packedExchange is a query for example.org A with id, and its reply with
+// rcode, as messages and packed.
+func packedExchange(tb testing.TB, id uint16, rcode int) (q, r *dns.Msg, qb, rb []byte) {
+	q = query("example.org", dns.TypeA)
+	q.Id = id
+	r = new(dns.Msg)
+	r.SetRcode(q, rcode)
+	return q, r, packed(tb, q), packed(tb, r)
 }
 
 func packed(tb testing.TB, m *dns.Msg) []byte {
@@ -116,11 +106,7 @@ func packed(tb testing.TB, m *dns.Msg) []byte {
 // every line must be valid JSON, the client session must still be logged
 // exactly once, and no session may stay in flight.
 func FuzzTapSink(f *testing.F) {
-	q := query("example.org", dns.TypeA)
-	q.Id = 4242
-	r := new(dns.Msg)
-	r.SetRcode(q, dns.RcodeServerFailure)
-	qb, rb := packed(f, q), packed(f, r)
+	_, _, qb, rb := packedExchange(f, 4242, dns.RcodeServerFailure)
 	lo4, lo6 := []byte(net.IPv4(127, 0, 0, 1).To4()), []byte(net.IPv6loopback)
 	now := uint64(time.Now().Unix())
 	fq, fr := int32(tap.Message_FORWARDER_QUERY), int32(tap.Message_FORWARDER_RESPONSE)
@@ -150,7 +136,7 @@ func FuzzTapSink(f *testing.F) {
 		// On its own: a background session, an untracked tap, or nothing.
 		// Twice, so a query leg can meet its response leg.
 		var d *Dnsdiag
-		d = newTestDiag(t, conf, handlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		d = newTestDiag(t, conf, plugin.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			// In flight: what dnstap does for forward, with the Extra
 			// replaced by this session's id (mode bit 0) or left fuzzed.
 			pp := &tap.Dnstap{Type: p.Type, Message: p.Message, Extra: p.Extra}
@@ -173,7 +159,7 @@ func FuzzTapSink(f *testing.F) {
 		}
 
 		// Into a live client session.
-		d.forwards.Store(1)
+		d.hasForwards.Store(true)
 		rw := &test.ResponseWriter{TCP: mode&2 != 0}
 		if _, err := d.ServeDNS(context.Background(), rw, query("example.org", dns.TypeA)); err != nil {
 			t.Fatalf("ServeDNS: %v", err)
@@ -204,11 +190,7 @@ func FuzzTapSink(f *testing.F) {
 // Nothing but the deliberate panic may escape, the session is logged
 // exactly once as valid JSON, and it says what the client got.
 func FuzzSessionLine(f *testing.F) {
-	q := query("example.org", dns.TypeA)
-	q.Id = 7
-	r := new(dns.Msg)
-	r.SetRcode(q, dns.RcodeNameError)
-	qb, rb := packed(f, q), packed(f, r)
+	_, r, qb, rb := packedExchange(f, 7, dns.RcodeNameError)
 	e := query("example.org", dns.TypeTXT)
 	e.SetEdns0(1232, true)
 	e.Question = append(e.Question, dns.Question{Name: ".", Qtype: dns.TypeNS, Qclass: dns.ClassCHAOS})
@@ -235,7 +217,7 @@ func FuzzSessionLine(f *testing.F) {
 			t.Skip("query does not unpack: the server would not have served it")
 		}
 		inflight := sessions.inflight()
-		d.Next = handlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		d.Next = plugin.HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			if mode&1 != 0 {
 				w.Write(resp)
 			}

@@ -9,7 +9,6 @@ import (
 	"github.com/coredns/coredns/plugin/dnstap"
 	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/request"
-
 	"github.com/miekg/dns"
 )
 
@@ -20,10 +19,10 @@ type Dnsdiag struct {
 	policy policy
 	limits limits
 
-	// tap is handed to every forward below this instance; forwards counts
-	// them. Without a forward no query needs a session id in its context.
-	tap      *dnstap.Dnstap
-	forwards atomic.Int32
+	// tap is handed to every forward below this instance. Without a
+	// forward no query needs a session id in its context.
+	tap         *dnstap.Dnstap
+	hasForwards atomic.Bool
 
 	bg      backgrounds
 	metrics *instanceMetrics
@@ -39,17 +38,17 @@ func (d *Dnsdiag) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 	if !sessions.add(s, d.limits.inflight) {
 		s.recycle()
 		dropped(reasonInflightLimit)
-		if d.forwards.Load() > 0 {
+		if d.hasForwards.Load() {
 			// Taps of an untracked query are known as such, not background.
 			ctx = withSession(ctx, new(sessionCtx), 0, true)
 		}
 		return plugin.NextOrFailure(d.Name(), d.Next, ctx, w, r)
 	}
-	s.diag, s.w, s.req, s.start = d, w, r, time.Now()
+	s.w, s.req, s.start = w, r, time.Now()
 	s.legs = append(s.legs, leg{kind: legCQ, at: s.start})
 	s.bits = legCQ
 	q := &clientQuery{rw: responseWriter{ResponseWriter: w, id: s.id}}
-	ctx = withSession(ctx, &q.ctx, s.id, d.forwards.Load() > 0)
+	ctx = withSession(ctx, &q.ctx, s.id, d.hasForwards.Load())
 	defer d.finish(ctx, s)
 
 	rcode, err := plugin.NextOrFailure(d.Name(), d.Next, ctx, &q.rw, r)
@@ -68,33 +67,16 @@ type clientQuery struct {
 // Name implements plugin.Handler.
 func (d *Dnsdiag) Name() string { return "dnsdiag" }
 
-// finish ends a client session once the chain has returned or panicked: it
-// works out what the client received, counts the session and hands it to
-// the logger if the policy wants it.
+// finish ends a client session once the chain has returned or panicked.
 func (d *Dnsdiag) finish(ctx context.Context, s *session) {
 	sessions.remove(s) // from here on no tap or write can reach s
 	s.end = time.Now()
-	switch {
-	case !s.returned:
-		// The server recovers the panic and answers SERVFAIL itself.
-		s.panicked, s.serverWrote, s.rcode = true, true, dns.RcodeServerFailure
-	case !plugin.ClientWrite(s.chainRcode):
-		// The server writes this rcode to the client after the chain
-		// returns, on its own writer: the wrapper never sees it. If the
-		// chain had answered already, the client keeps that first answer.
-		s.serverWrote = true
-		if s.bits&legCR == 0 {
-			s.rcode = s.chainRcode
-		}
-	}
 	server := metrics.WithServer(ctx)
 	if p := d.lastServer.Load(); p == nil || *p != server {
 		d.noteServer(server)
 	}
-	st := s.status()
 	m := d.metrics.forServer(server)
-	m.session(s, st)
-	if !d.keep(m, s, st) {
+	if !d.conclude(m, s) {
 		return
 	}
 	state := request.Request{W: s.w, Req: s.req}
@@ -104,12 +86,29 @@ func (d *Dnsdiag) finish(ctx context.Context, s *session) {
 	emit(s)
 }
 
-// keep applies the log policy and the rate limit to a finished session. A
-// session that is not logged is counted as suppressed and recycled.
-func (d *Dnsdiag) keep(m *serverMetrics, s *session, st status) bool {
+// conclude is the end every session goes through, client or background:
+// it classifies the session, counts it under m and reports whether it is
+// logged. A session that is not logged is recycled here; one that is keeps
+// what its line needs, and its caller emits it.
+func (d *Dnsdiag) conclude(m *serverMetrics, s *session) bool {
+	classify(s)
+	// Cross-session detectors are fed here: after classify, before the
+	// verdict is counted or logged, so their hints can be on both.
+	m.count(s)
+	if !d.keep(m, s) {
+		s.recycle()
+		return false
+	}
+	s.metrics, s.full = m, d.policy.fullMessages()
+	return true
+}
+
+// keep applies the log policy and the rate limit to a classified session,
+// counting it as suppressed when it is not logged.
+func (d *Dnsdiag) keep(m *serverMetrics, s *session) bool {
 	reason := suppressionCount
 	switch {
-	case !d.policy.selects(s, st):
+	case !d.policy.selects(s):
 		reason = suppressedPolicy
 	case !d.policy.limiter.allow(s.end):
 		reason = suppressedRateLimit
@@ -117,12 +116,12 @@ func (d *Dnsdiag) keep(m *serverMetrics, s *session, st status) bool {
 		return true
 	}
 	m.suppressed[reason].Inc()
-	s.recycle()
 	return false
 }
 
-// noteServer is apart from finish so that only a change of server label,
-// not every query, moves the label to the heap.
+// noteServer is apart from finish for escape analysis: storing &server
+// moves server to the heap, and in finish that would cost every query an
+// allocation. Here only a change of server label pays for it.
 func (d *Dnsdiag) noteServer(server string) { d.lastServer.Store(&server) }
 
 // server is the label background sessions are counted under.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -15,7 +16,7 @@ import (
 func TestInternalSessions(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		next      handlerFunc
+		next      plugin.HandlerFunc
 		bitmap    int
 		status    string
 		rcode     string
@@ -60,7 +61,7 @@ func TestInternalSessions(t *testing.T) {
 
 func TestPanicStillEndsSession(t *testing.T) {
 	logs := captureLog(t)
-	d := newTestDiag(t, "dnsdiag", handlerFunc(func(context.Context, dns.ResponseWriter, *dns.Msg) (int, error) {
+	d := newTestDiag(t, "dnsdiag", plugin.HandlerFunc(func(context.Context, dns.ResponseWriter, *dns.Msg) (int, error) {
 		panic("plugin bug")
 	}))
 	func() {
@@ -102,8 +103,8 @@ func TestForwardedSessions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			logs := captureLog(t)
 			d := newTestDiag(t, "dnsdiag {\n log all\n}", newForward(t, ok))
-			if d.forwards.Load() != 1 {
-				t.Fatalf("hooked %d forwards, want 1", d.forwards.Load())
+			if n := len(forwardsBelow(d.Next)); n != 1 || !d.hasForwards.Load() {
+				t.Fatalf("%d forwards below, hooked %v: want 1, hooked", n, d.hasForwards.Load())
 			}
 			rw := &test.ResponseWriter{}
 			d.ServeDNS(context.Background(), rw, query(tc.name, dns.TypeA))
@@ -208,7 +209,7 @@ func TestInflightLimitServesUntracked(t *testing.T) {
 func TestLateWriteIsCountedNotRecorded(t *testing.T) {
 	captureLog(t)
 	var kept dns.ResponseWriter
-	d := newTestDiag(t, "dnsdiag", handlerFunc(func(_ context.Context, w dns.ResponseWriter, _ *dns.Msg) (int, error) {
+	d := newTestDiag(t, "dnsdiag", plugin.HandlerFunc(func(_ context.Context, w dns.ResponseWriter, _ *dns.Msg) (int, error) {
 		kept = w
 		return dns.RcodeSuccess, nil
 	}))
@@ -226,7 +227,7 @@ func TestLateWriteIsCountedNotRecorded(t *testing.T) {
 
 func TestLegLimitMarksSampleLoss(t *testing.T) {
 	logs := captureLog(t)
-	d := newTestDiag(t, "dnsdiag", handlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	d := newTestDiag(t, "dnsdiag", plugin.HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		for range maxLegs + 1 {

@@ -12,23 +12,20 @@ import (
 	"time"
 
 	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/forward"
 	"github.com/coredns/coredns/plugin/pkg/proxy"
 	"github.com/coredns/coredns/plugin/pkg/transport"
 	"github.com/miekg/dns"
 )
 
-// handlerFunc turns a function into the next plugin of a test chain.
-type handlerFunc func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error)
-
-func (f handlerFunc) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-	return f(ctx, w, r)
-}
-func (f handlerFunc) Name() string { return "testhandler" }
+// The builders of test chains, shared by the tests and the benchmarks:
+// upstream (a DNS server on loopback), newForward (a real forward to it) and
+// newTestDiag (an instance in front of a chain, hooked as OnStartup does).
 
 // answer is a next plugin that writes a reply with rcode and, like
 // CoreDNS's own plugins after writing, returns success.
-func answer(rcode int) handlerFunc {
+func answer(rcode int) plugin.HandlerFunc {
 	return func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 		m := new(dns.Msg)
 		m.SetRcode(r, rcode)
@@ -39,8 +36,10 @@ func answer(rcode int) handlerFunc {
 	}
 }
 
-// newTestDiag builds an instance from a Corefile block, in front of next.
-func newTestDiag(t testing.TB, corefile string, next handlerFuncOrHandler) *Dnsdiag {
+// newTestDiag builds an instance from a Corefile block the way setup does,
+// puts it in front of next and hooks the forwards below it, as OnStartup
+// does.
+func newTestDiag(t testing.TB, corefile string, next plugin.Handler) *Dnsdiag {
 	t.Helper()
 	d, err := newDnsdiag(caddy.NewTestController("dns", corefile))
 	if err != nil {
@@ -49,11 +48,6 @@ func newTestDiag(t testing.TB, corefile string, next handlerFuncOrHandler) *Dnsd
 	d.Next = next
 	d.hookForwards()
 	return d
-}
-
-type handlerFuncOrHandler = interface {
-	ServeDNS(context.Context, dns.ResponseWriter, *dns.Msg) (int, error)
-	Name() string
 }
 
 // logCapture collects what CoreDNS's logger writes.
@@ -118,15 +112,34 @@ type line struct {
 func (c *logCapture) sessionLines(t testing.TB) []line {
 	t.Helper()
 	lines.flush(5 * time.Second)
+	return parseSessionLines(t, c.String())
+}
+
+// take returns what was captured and empties the capture.
+func (c *logCapture) take() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	text := c.buf.String()
+	c.buf.Reset()
+	return text
+}
+
+// parseSessionLines parses every session line in log text, failing on any
+// that is not valid JSON of the session line's shape.
+func parseSessionLines(t testing.TB, text string) []line {
+	t.Helper()
 	var out []line
-	for _, s := range strings.Split(c.String(), "\n") {
+	for _, s := range strings.Split(text, "\n") {
 		_, js, ok := strings.Cut(s, "[INFO] plugin/dnsdiag: ")
 		if !ok || !strings.HasPrefix(js, "{") {
 			continue
 		}
+		if !json.Valid([]byte(js)) {
+			t.Fatalf("session line is not valid JSON:\n%s", js)
+		}
 		var l line
 		if err := json.Unmarshal([]byte(js), &l); err != nil {
-			t.Fatalf("line is not JSON: %v\n%s", err, js)
+			t.Fatalf("session line does not have the session line's shape: %v\n%s", err, js)
 		}
 		out = append(out, l)
 	}
@@ -149,7 +162,8 @@ func query(name string, qtype uint16) *dns.Msg {
 	return m
 }
 
-// upstream serves h on a UDP socket on 127.0.0.1.
+// upstream serves h on a UDP socket on 127.0.0.1, on its own dns.Server
+// (not dnstest's, which registers on the process-wide mux).
 func upstream(t testing.TB, h dns.HandlerFunc) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -166,6 +180,7 @@ func upstream(t testing.TB, h dns.HandlerFunc) string {
 
 // newForward is a real forward plugin sending to addrs in order.
 func newForward(t testing.TB, addrs ...string) *forward.Forward {
+	t.Helper()
 	f := forward.New()
 	for _, a := range addrs {
 		f.SetProxy(proxy.NewProxy("forward", a, transport.DNS))

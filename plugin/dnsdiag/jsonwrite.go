@@ -11,25 +11,13 @@ import "unicode/utf8"
 // and replaces each byte of invalid UTF-8 with \ufffd, so the result is valid
 // JSON whatever s holds: DNS names and TXT strings can carry any bytes.
 func appendJSONString(b []byte, s string) []byte {
-	return appendJSONText(b, s)
-}
-
-// appendJSONBytesString is appendJSONString for a byte slice, without
-// converting it to a string first.
-func appendJSONBytesString(b []byte, s []byte) []byte {
-	return appendJSONText(b, s)
-}
-
-func appendJSONText[T string | []byte](b []byte, s T) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0 // s[start:i] is pending text that needs no escaping
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c >= utf8.RuneSelf {
-			// At most UTFMax bytes are converted, so for a []byte the
-			// conversion stays on the stack.
-			r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+			r, size := utf8.DecodeRuneInString(s[i:])
 			if r != utf8.RuneError || size != 1 {
 				i += size
 				continue

@@ -1,7 +1,6 @@
 package dnsdiag
 
 import (
-	"net/netip"
 	"strconv"
 	"time"
 
@@ -23,12 +22,13 @@ func (s *session) prepareLog() {
 	}
 }
 
-// appendLine renders the session as one JSON object: the summary first,
-// then the upstream attempts, then every leg with its DNS message in
-// RFC 8427 form.
+// appendLine renders the session and its verdict as one JSON object: the
+// summary first, then the upstream attempts, then every leg with its DNS
+// message in RFC 8427 form.
 func appendLine(b []byte, s *session) []byte {
+	v := &s.verdict
 	b = append(b, `{"Status":`...)
-	b = appendJSONString(b, s.status().String())
+	b = appendJSONString(b, v.status.String())
 	b = append(b, `,"BitMap":`...)
 	b = strconv.AppendUint(b, uint64(s.bits), 10)
 	b = append(b, `,"Session":`...)
@@ -45,18 +45,17 @@ func appendLine(b []byte, s *session) []byte {
 		b = appendField(b, "Client", s.client)
 		b = appendField(b, "Protocol", s.proto)
 	}
-	q := s.question()
-	b = appendField(b, "QName", q.Name)
-	b = appendField(b, "QType", dns.Type(q.Qtype).String())
+	b = appendField(b, "QName", v.question.Name)
+	b = appendField(b, "QType", dns.Type(v.question.Qtype).String())
 	b = append(b, `,"Rcode":`...)
-	b = appendRcode(b, s.rcode)
-	if s.serverWrote {
+	b = appendRcode(b, v.rcode)
+	if v.serverWrote {
 		b = append(b, `,"ServerGenerated":true`...)
 	}
-	if s.panicked {
+	if v.panicked {
 		b = append(b, `,"Panic":true`...)
 	}
-	if c := s.cause(); c != "" {
+	if c := v.causeText(s.chainRcode); c != "" {
 		b = appendField(b, "Cause", c)
 	}
 	if s.err != nil {
@@ -74,7 +73,7 @@ func appendLine(b []byte, s *session) []byte {
 		}
 		first = false
 		b = append(b, `{"Address":`...)
-		b = appendJSONString(b, a.upstream().String())
+		b = appendJSONString(b, addrString(a.upstream()))
 		b = appendField(b, "Protocol", tapProto(a.q.tap))
 		b = append(b, `,"Rcode":`...)
 		b = appendRcode(b, a.rcode())
@@ -96,7 +95,7 @@ func appendLine(b []byte, s *session) []byte {
 // appendLeg renders one leg like a dnstap message: its type, when dnsdiag
 // saw it, who sent the query to whom, and the DNS message.
 func (s *session) appendLeg(b []byte, l *leg) []byte {
-	full := s.diag.policy.fullMessages()
+	full := s.full
 	b = append(b, `{"Type":`...)
 	switch l.kind {
 	case legCQ:
@@ -110,8 +109,8 @@ func (s *session) appendLeg(b []byte, l *leg) []byte {
 	}
 	b = appendField(b, "Time", l.at.UTC().Format(time.RFC3339Nano))
 	if l.tap != nil {
-		b = appendField(b, "QueryAddress", tapAddr(l.tap.GetQueryAddress(), l.tap.GetQueryPort()))
-		b = appendField(b, "ResponseAddress", tapAddr(l.tap.GetResponseAddress(), l.tap.GetResponsePort()))
+		b = appendField(b, "QueryAddress", addrString(tapAddrPort(l.tap.GetQueryAddress(), l.tap.GetQueryPort())))
+		b = appendField(b, "ResponseAddress", addrString(tapAddrPort(l.tap.GetResponseAddress(), l.tap.GetResponsePort())))
 		b = appendField(b, "Protocol", tapProto(l.tap))
 	} else {
 		b = appendField(b, "QueryAddress", s.client)
@@ -135,82 +134,6 @@ func (s *session) appendLeg(b []byte, l *leg) []byte {
 		b = appendField(b, "WriteError", l.err.Error())
 	}
 	return append(b, '}')
-}
-
-// question is the session's question: the client's, or for a background
-// session the one forward sent upstream.
-func (s *session) question() dns.Question {
-	if s.req != nil && len(s.req.Question) > 0 {
-		return s.req.Question[0]
-	}
-	for _, l := range s.legs {
-		if l.kind == legFQ {
-			m := new(dns.Msg)
-			if m.Unpack(l.tap.GetQueryMessage()) == nil && len(m.Question) > 0 {
-				return m.Question[0]
-			}
-		}
-	}
-	return dns.Question{}
-}
-
-// cause says in words why a session did not succeed, pointing at the leg
-// where it went wrong. It is empty for a plain success.
-func (s *session) cause() string {
-	asked, answered := 0, 0
-	upstreamRcode := noRcode
-	for a := range s.attempts {
-		asked++
-		if a.r != nil {
-			answered++
-			upstreamRcode = a.rcode()
-		}
-	}
-	var c string
-	switch {
-	case s.panicked:
-		c = "a plugin panicked; the server answered SERVFAIL"
-	case s.lost:
-		c = "incomplete session: dnsdiag dropped a leg under load"
-	case asked > 0 && answered == 0:
-		c = "upstream did not answer (" + strconv.Itoa(asked) + " attempts)"
-		if s.serverWrote {
-			c += "; the server answered " + rcodeName(s.rcode)
-		}
-	case upstreamRcode != noRcode && upstreamRcode != dns.RcodeSuccess && upstreamRcode != dns.RcodeNameError:
-		c = "upstream answered " + rcodeName(upstreamRcode)
-	case s.background:
-	case s.bits&legCR == 0 && !s.serverWrote:
-		c = "CoreDNS sent no response: a plugin dropped the query (e.g. acl)"
-	case s.serverWrote && s.bits&legCR != 0:
-		c = "the plugin chain answered but returned " + rcodeName(s.chainRcode) + ", so the server sent a second answer"
-	case s.serverWrote:
-		c = "the plugin chain returned " + rcodeName(s.rcode) + " without answering; the server answered it"
-	case s.rcode != dns.RcodeSuccess && s.rcode != dns.RcodeNameError && asked == 0:
-		c = "answered internally with " + rcodeName(s.rcode)
-	}
-	if s.truncated() {
-		if c != "" {
-			c += "; "
-		}
-		c += "response truncated (TC): the client must retry over TCP"
-	}
-	return c
-}
-
-// truncated reports whether the client's last answer had the TC bit.
-func (s *session) truncated() bool {
-	for i := len(s.legs) - 1; i >= 0; i-- {
-		l := &s.legs[i]
-		if l.kind != legCR {
-			continue
-		}
-		if l.msg != nil {
-			return l.msg.Truncated
-		}
-		return len(l.raw) > 2 && l.raw[2]&0x02 != 0
-	}
-	return false
 }
 
 func appendField(b []byte, name, value string) []byte {
@@ -237,14 +160,6 @@ func rcodeName(rcode int) string {
 // appendMs appends d in milliseconds with microsecond precision.
 func appendMs(b []byte, d time.Duration) []byte {
 	return strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', -1, 64)
-}
-
-func tapAddr(ip []byte, port uint32) string {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return ""
-	}
-	return netip.AddrPortFrom(a.Unmap(), uint16(port)).String()
 }
 
 // tapProto names the transport forward used; DoT reports as tcp and DoQ as

@@ -37,7 +37,7 @@ func (l *lineWriter) run() {
 	for s := range l.queue {
 		buf = appendLine(buf[:0], s)
 		log.Info(string(buf))
-		s.diag.metrics.forServer(s.server).lines.Inc()
+		s.metrics.lines.Inc()
 		s.recycle()
 		l.pending.Add(-1)
 	}

@@ -144,8 +144,15 @@ func (im *instanceMetrics) forServer(server string) *serverMetrics {
 	return m
 }
 
-// session counts a finished client session.
-func (m *serverMetrics) session(s *session, st status) {
+// count counts a classified session: a client session by Status, BitMap
+// and duration, a background one by Status; the upstream attempts of both.
+func (m *serverMetrics) count(s *session) {
+	st := s.verdict.status
+	if s.background {
+		m.bg[st].Inc()
+		m.attempts(s)
+		return
+	}
 	p := &m.sessions[st][s.bits&15]
 	c := p.Load()
 	if c == nil {
@@ -155,12 +162,6 @@ func (m *serverMetrics) session(s *session, st status) {
 	}
 	(*c).Inc()
 	m.duration[st].Observe(s.end.Sub(s.start).Seconds())
-	m.attempts(s)
-}
-
-// background counts a finished background session.
-func (m *serverMetrics) background(s *session, st status) {
-	m.bg[st].Inc()
 	m.attempts(s)
 }
 
@@ -182,7 +183,7 @@ func (m *serverMetrics) upstream(k upstreamKey) *upstreamSeries {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if u = m.upstreams[k]; u == nil {
-		addr := k.addr.String()
+		addr := addrString(k.addr)
 		u = &upstreamSeries{
 			attempts: upstreamAttempts.WithLabelValues(m.server, addr, outcome(k.rcode)),
 			duration: upstreamDuration.WithLabelValues(m.server, addr),

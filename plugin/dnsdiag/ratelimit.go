@@ -8,7 +8,7 @@ import (
 
 // reportInterval is how often a rate-limited instance says how many lines
 // it suppressed.
-var reportInterval = 10 * time.Second
+const reportInterval = 10 * time.Second
 
 // limiter is a token bucket on session lines per second, with a burst of
 // defaultRateBurst seconds' worth, so that a failing upstream at full load

@@ -1,7 +1,6 @@
 package dnsdiag
 
 import (
-	"encoding/binary"
 	"errors"
 	"strconv"
 	"strings"
@@ -22,9 +21,6 @@ import (
 // maxMessageOctetsHEX caps the octets copied into "messageOctetsHEX", so one
 // oversized (e.g. TCP) message cannot blow up a log line.
 const maxMessageOctetsHEX = 4096
-
-// dnsHeaderLen is the size of the fixed DNS header (RFC 1035 section 4.1.1).
-const dnsHeaderLen = 12
 
 var errCountsExceedContent = errors.New("header counts exceed message content")
 
@@ -53,8 +49,7 @@ func appendMsgJSON(b []byte, m *dns.Msg, full bool) []byte {
 // appendRawMsgJSON is appendMsgJSON for a message in wire format, which may
 // be anything a peer sent. The counts are those of the wire header. When the
 // message does not unpack, or holds fewer records than its header counts,
-// the object carries what could be decoded (the header if the 12 octets are
-// there, and the sections read before the fault) plus "messageOctetsHEX" and
+// the object carries what could be decoded (the header if it is complete, and the sections read before the fault) plus "messageOctetsHEX" and
 // "error", so the log still shows exactly what was on the wire. An empty raw
 // is appended as null.
 func appendRawMsgJSON(b []byte, raw []byte, full bool) []byte {
@@ -64,11 +59,7 @@ func appendRawMsgJSON(b []byte, raw []byte, full bool) []byte {
 	var m dns.Msg
 	err := m.Unpack(raw)
 	b = append(b, '{')
-	if len(raw) >= dnsHeaderLen {
-		var counts [4]int
-		for i := range counts {
-			counts[i] = int(binary.BigEndian.Uint16(raw[4+2*i:]))
-		}
+	if counts, ok := wireCounts(raw); ok {
 		b = appendMsgMembers(b, &m, counts, full)
 		if err == nil && (len(m.Question) < counts[0] || len(m.Answer) < counts[1] ||
 			len(m.Ns) < counts[2] || len(m.Extra) < counts[3]) {

@@ -47,7 +47,6 @@ type leg struct {
 // allocation once the pool is warm.
 type session struct {
 	id    uint64
-	diag  *Dnsdiag
 	start time.Time
 	end   time.Time
 
@@ -57,7 +56,8 @@ type session struct {
 
 	// Background sessions only.
 	background bool
-	origin     uint64 // client session a late tap belonged to, 0 if none
+	origin     uint64      // client session a late tap belonged to, 0 if none
+	timer      *time.Timer // closes a session that never got an answer
 
 	// mu guards what taps can change: with serve_stale verify, a refresh
 	// goroutine taps while the client goroutine writes the stale answer.
@@ -66,18 +66,21 @@ type session struct {
 	lost   bool // a leg was not recorded: the session is incomplete
 	legs   []leg
 	legBuf [6]leg
+	rcode  int // rcode of the last CLIENT_RESPONSE leg, noRcode if none
 
-	// Outcome, set when the chain returns (or panics).
-	returned    bool
-	chainRcode  int   // rcode the chain returned
-	err         error // error the chain returned
-	rcode       int   // what the client received, noRcode if nothing
-	serverWrote bool  // the server, not the chain, wrote the client's answer
-	panicked    bool  // a plugin below panicked; the server answered SERVFAIL
+	// Outcome of the chain, set when it returns; returned stays false if a
+	// plugin below panicked.
+	returned   bool
+	chainRcode int   // rcode the chain returned
+	err        error // error the chain returned
 
-	// Filled by prepareLog, only for sessions that are logged.
+	verdict verdict // set by classify when the session has ended
+
+	// What the line needs besides the legs, set only for sessions that are
+	// logged (see conclude and finish).
+	full                         bool           // Messages carry whole DNS messages, not only headers
+	metrics                      *serverMetrics // the server the line is counted under
 	server, client, local, proto string
-	timer                        *time.Timer // background sessions: closes one that never got an answer
 }
 
 var sessionPool = sync.Pool{New: func() any { return new(session) }}
@@ -117,53 +120,6 @@ func (s *session) addLegLocked(l leg) {
 	}
 }
 
-// status is a session's Status, as in the dnstap analyser.
-type status uint8
-
-const (
-	statusSucceeded status = iota
-	statusFailed
-	statusSampleLoss
-	statusCount
-)
-
-var statusNames = [statusCount]string{"Succeeded", "Failed", "SampleLoss"}
-
-func (st status) String() string { return statusNames[st] }
-
-// status classifies a finished session: SampleLoss when dnsdiag knows it
-// missed a leg, Succeeded when the client got NOERROR or NXDOMAIN (for a
-// background session: when the upstream answered so), Failed otherwise.
-func (s *session) status() status {
-	switch {
-	case s.lost:
-		return statusSampleLoss
-	case s.rcode == dns.RcodeSuccess || s.rcode == dns.RcodeNameError:
-		return statusSucceeded
-	}
-	return statusFailed
-}
-
-// lastUpstreamRcode is the rcode of the last forwarder response, noRcode if
-// none came back.
-func (s *session) lastUpstreamRcode() int {
-	for i := len(s.legs) - 1; i >= 0; i-- {
-		if s.legs[i].kind == legFR {
-			return rawRcode(s.legs[i].tap.GetResponseMessage())
-		}
-	}
-	return noRcode
-}
-
-// rawRcode reads the rcode from a packed message's header without unpacking
-// it; noRcode if the header is incomplete.
-func rawRcode(b []byte) int {
-	if len(b) < 12 {
-		return noRcode
-	}
-	return int(b[3] & 0x0f)
-}
-
 // attempt is one upstream exchange: its FORWARDER_QUERY, the
 // FORWARDER_RESPONSE if one came back, and when it began.
 type attempt struct {
@@ -195,8 +151,7 @@ func (s *session) attempts(yield func(attempt) bool) {
 
 // upstream is the address the attempt was sent to.
 func (a attempt) upstream() netip.AddrPort {
-	ip, _ := netip.AddrFromSlice(a.q.tap.GetResponseAddress())
-	return netip.AddrPortFrom(ip.Unmap(), uint16(a.q.tap.GetResponsePort()))
+	return tapAddrPort(a.q.tap.GetResponseAddress(), a.q.tap.GetResponsePort())
 }
 
 func (a attempt) duration() time.Duration { return a.q.at.Sub(a.began) }
@@ -206,7 +161,7 @@ func (a attempt) rcode() int {
 	if a.r == nil {
 		return noRcode
 	}
-	return rawRcode(a.r.tap.GetResponseMessage())
+	return wireRcode(a.r.tap.GetResponseMessage())
 }
 
 func tapQueryTime(m *tap.Message) time.Time {

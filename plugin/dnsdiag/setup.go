@@ -1,7 +1,11 @@
 package dnsdiag
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
@@ -52,10 +56,14 @@ func setup(c *caddy.Controller) error {
 }
 
 // newDnsdiag builds an instance from its Corefile block, ready to be put in
-// a chain; hooking the forwards below it waits for the chain to exist.
+// a chain; hooking the forwards below it waits for the chain to exist. It
+// refuses a CoreDNS whose internals dnsdiag cannot rely on.
 func newDnsdiag(c *caddy.Controller) (*Dnsdiag, error) {
 	d, err := parse(c)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkInternals(); err != nil {
 		return nil, err
 	}
 	if d.tap, err = newTap(&tapSink{d: d}); err != nil {
@@ -69,36 +77,133 @@ func newDnsdiag(c *caddy.Controller) (*Dnsdiag, error) {
 func (d *Dnsdiag) hookForwards() {
 	for _, f := range forwardsBelow(d.Next) {
 		f.SetTapPlugin(d.tap)
-		d.forwards.Add(1)
+		d.hasForwards.Store(true)
 	}
 }
 
 // parse reads the dnsdiag directive and its block. Every error names the
-// Corefile and line (caddy's Errf and ArgErr do).
+// Corefile and line (caddy's Err, Errf and ArgErr do).
 func parse(c *caddy.Controller) (*Dnsdiag, error) {
 	d := &Dnsdiag{limits: defaultLimits()}
 	d.policy.setDefaults()
 	for i := 0; c.Next(); i++ {
 		if i > 0 {
-			return nil, c.Err("dnsdiag can only be used once per server block")
+			return nil, c.Err(plugin.ErrOnce.Error())
 		}
 		if len(c.RemainingArgs()) > 0 {
 			return nil, c.ArgErr()
 		}
-		seen := map[string]bool{}
+		set := map[string]int{} // option -> its line
 		for c.NextBlock() {
 			opt := c.Val()
-			if seen[opt] {
+			if set[opt] > 0 {
 				return nil, c.Errf("duplicate option %q", opt)
 			}
-			seen[opt] = true
-			if err := d.policy.parseOption(c, opt); err != nil {
+			if err := parseOption(c, &d.policy, opt); err != nil {
 				return nil, err
 			}
+			set[opt] = c.Line()
 		}
-		if err := d.policy.validate(c); err != nil {
+		if err := validate(c, &d.policy, set); err != nil {
 			return nil, err
 		}
 	}
 	return d, nil
+}
+
+// parseOption parses one option line of the dnsdiag block into p.
+func parseOption(c *caddy.Controller, p *policy, opt string) error {
+	args := c.RemainingArgs()
+	if len(args) == 0 {
+		return c.ArgErr()
+	}
+	switch opt {
+	case "log":
+		if len(args) != 1 {
+			return c.ArgErr()
+		}
+		p.statuses = [statusCount]bool{}
+		switch args[0] {
+		case "all":
+			p.statuses = [statusCount]bool{true, true, true}
+		case "failed":
+			p.statuses[statusFailed], p.statuses[statusSampleLoss] = true, true
+		case "none":
+		default:
+			return c.Errf("log: want all, failed or none, got %q", args[0])
+		}
+	case "status":
+		p.statuses = [statusCount]bool{}
+		for _, a := range args {
+			st, ok := parseStatus(a)
+			if !ok {
+				return c.Errf("status: want Succeeded, Failed or SampleLoss, got %q", a)
+			}
+			p.statuses[st] = true
+		}
+	case "bitmap":
+		p.bitmaps = 0
+		for _, a := range args {
+			n, err := strconv.Atoi(a)
+			if err != nil || n < 0 || n > 15 {
+				return c.Errf("bitmap: want a BitMap from 0 to 15, got %q", a)
+			}
+			p.bitmaps |= 1 << n
+		}
+	case "slow":
+		d, err := time.ParseDuration(args[0])
+		if len(args) != 1 || err != nil || d <= 0 {
+			return c.Errf("slow: want one positive duration such as 500ms, got %q", strings.Join(args, " "))
+		}
+		p.slow = d
+	case "sample":
+		n, err := strconv.ParseUint(args[0], 10, 32)
+		if len(args) != 1 || err != nil || n == 0 {
+			return c.Errf("sample: want N >= 1 to log 1 in N Succeeded sessions, got %q", strings.Join(args, " "))
+		}
+		p.sample = n
+	case "rate":
+		n, err := strconv.ParseUint(args[0], 10, 32)
+		if len(args) != 1 || err != nil {
+			return c.Errf("rate: want lines per second (0 for no limit), got %q", strings.Join(args, " "))
+		}
+		p.limiter.setRate(int64(n))
+	case "messages":
+		if len(args) != 1 || (args[0] != "full" && args[0] != "header") {
+			return c.Errf("messages: want full or header, got %q", strings.Join(args, " "))
+		}
+		p.headerOnly = args[0] == "header"
+	default:
+		return c.Errf("unknown option %q", opt)
+	}
+	return nil
+}
+
+// validate refuses option combinations in p that contradict each other,
+// naming the line of the option that cannot stand; set holds the line of
+// each option given.
+func validate(c *caddy.Controller, p *policy, set map[string]int) error {
+	errAt := func(opt, msg string) error {
+		return fmt.Errorf("%s:%d - Error during parsing: %s", c.File(), set[opt], msg)
+	}
+	if set["log"] > 0 && set["status"] > 0 {
+		return errAt("status", "use either 'log' or 'status', not both: 'status' is the finer form of 'log'")
+	}
+	if set["log"] > 0 && p.selectsNoStatus() {
+		for _, opt := range []string{"bitmap", "slow", "sample", "rate", "messages"} {
+			if set[opt] > 0 {
+				return errAt(opt, fmt.Sprintf("'log none' logs nothing, so %q has no effect: remove it", opt))
+			}
+		}
+	}
+	return nil
+}
+
+func parseStatus(s string) (status, bool) {
+	for st, name := range statusNames {
+		if strings.EqualFold(s, name) {
+			return status(st), true
+		}
+	}
+	return 0, false
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/plugin"
 )
 
 func TestParseOptions(t *testing.T) {
@@ -54,7 +55,7 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 		{"dnsdiag {\n messages some\n}", "messages: want full or header"},
 		{"dnsdiag {\n log all\n status Failed\n}", "Testfile:3 - Error during parsing: use either 'log' or 'status'"},
 		{"dnsdiag {\n log none\n slow 1s\n}", `Testfile:3 - Error during parsing: 'log none' logs nothing, so "slow" has no effect`},
-		{"dnsdiag\ndnsdiag", "Testfile:2 - Error during parsing: dnsdiag can only be used once per server block"},
+		{"dnsdiag\ndnsdiag", "Testfile:2 - Error during parsing: " + plugin.ErrOnce.Error()},
 	} {
 		_, err := parse(caddy.NewTestController("dns", tc.corefile))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

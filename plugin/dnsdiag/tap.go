@@ -1,14 +1,9 @@
 package dnsdiag
 
 import (
-	"errors"
-	"reflect"
 	"time"
-	"unsafe"
 
-	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/dnstap"
-	"github.com/coredns/coredns/plugin/forward"
 
 	tap "github.com/dnstap/golang-dnstap"
 )
@@ -17,20 +12,17 @@ import (
 // calls it synchronously, on the query's goroutine, once per upstream
 // attempt: FORWARDER_QUERY, then FORWARDER_RESPONSE if a reply came back.
 //
-// dnstap's sink field is unexported and has no constructor, so it is set by
-// reflection to an in-process sink: nothing is encoded, queued or sent.
+// dnstap's sink is set to an in-process one (setDnstapSink, internals.go):
+// nothing is encoded, queued or sent.
 // ExtraFormat makes dnstap evaluate the session id from the query's context
 // into each message's Extra field, which correlates the leg exactly.
 // IncludeRawMessage makes forward pack the query and reply: the only way to
 // see the upstream's own rcode.
 func newTap(sink *tapSink) (*dnstap.Dnstap, error) {
 	t := &dnstap.Dnstap{IncludeRawMessage: true, ExtraFormat: "{/" + sessionLabel + "}"}
-	field := reflect.ValueOf(t).Elem().FieldByName("io")
-	value := reflect.ValueOf(sink)
-	if !field.IsValid() || field.Kind() != reflect.Interface || !value.Type().Implements(field.Type()) {
-		return nil, errors.New("this CoreDNS's dnstap plugin has no settable sink field 'io': dnsdiag needs CoreDNS v1.15.0's dnstap internals")
+	if err := setDnstapSink(t, sink); err != nil {
+		return nil, err
 	}
-	reflect.NewAt(field.Type(), unsafe.Pointer(field.UnsafeAddr())).Elem().Set(value)
 	return t, nil
 }
 
@@ -78,39 +70,4 @@ func parseID(b []byte) (uint64, bool) {
 		id = id*10 + uint64(c-'0')
 	}
 	return id, true
-}
-
-// forwardsBelow walks the plugin chain from h through the exported Next
-// fields and returns every forward instance on it. CoreDNS's handler
-// registry keeps only the last forward of a server block, so walking is the
-// only way to find them all.
-func forwardsBelow(h plugin.Handler) []*forward.Forward {
-	var fs []*forward.Forward
-	for depth := 0; h != nil && depth < 256; depth++ {
-		if f, ok := h.(*forward.Forward); ok {
-			fs = append(fs, f)
-		}
-		h = nextHandler(h)
-	}
-	return fs
-}
-
-// nextHandler returns the handler in h's exported Next field, if any.
-func nextHandler(h plugin.Handler) plugin.Handler {
-	v := reflect.ValueOf(h)
-	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
-		if v.IsNil() {
-			return nil
-		}
-		v = v.Elem()
-	}
-	if v.Kind() != reflect.Struct {
-		return nil
-	}
-	f := v.FieldByName("Next")
-	if !f.IsValid() || !f.CanInterface() {
-		return nil
-	}
-	next, _ := f.Interface().(plugin.Handler)
-	return next
 }

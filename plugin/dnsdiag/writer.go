@@ -27,7 +27,7 @@ func (w *responseWriter) WriteMsg(m *dns.Msg) error {
 // the rare plugin that writes raw bytes pays for a copy.
 func (w *responseWriter) Write(b []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(b)
-	w.record(leg{kind: legCR, at: time.Now(), raw: append([]byte(nil), b...), rcode: rawRcode(b), err: err})
+	w.record(leg{kind: legCR, at: time.Now(), raw: append([]byte(nil), b...), rcode: wireRcode(b), err: err})
 	return n, err
 }
 
