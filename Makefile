@@ -13,7 +13,10 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLA
 
 .PHONY: build run test unit e2e e2e-tools e2e-race vet clean image bench stress fuzz fuzz-corpus
 
+# build regenerates build/coredns/zplugin.go (imports and directive order)
+# from plugin.cfg first, as CoreDNS's own Makefile does.
 build:
+	$(GO) generate ./build/coredns
 	$(GOBUILD) -o coredns ./build/coredns
 
 run: build

@@ -13,7 +13,7 @@
 // flat, and the Go microbenchmarks of the per-query path run last.
 //
 // Knobs are environment variables (see config); results go to
-// bench/results/latest.md, a dated copy, and latest.json.
+// bench/results/latest.md and latest.json.
 package main
 
 import (
@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -103,7 +102,7 @@ func loadConfig() *config {
 		microCount:  envInt("MICROCOUNT", 3),
 		foreignMax:  envFloat("FOREIGN_MAX", 0.10),
 		retries:     envInt("RETRIES", 1),
-		idleWait:    time.Duration(envFloat("IDLEWAIT", 20) * float64(time.Second)),
+		idleWait:    seconds(envFloat("IDLEWAIT", 20)),
 		results:     env("RESULTS", "bench/results"),
 		cpuCD:       "0",
 		cpuLoad:     "1",
@@ -480,12 +479,8 @@ func (in *instance) close() (logLines, frames int64) {
 
 func runVariant(cfg *config, v variant, upPID int, tag string) (res result) {
 	res.Variant = v.Name
-	foreign, waited := waitIdle(cfg.foreignMax, cfg.idleWait, upPID)
+	in, waited, err := warmStart(cfg, v, upPID, tag, corefile(cfg, v.Corefile))
 	res.IdleWait = waited.Seconds()
-	if waited >= cfg.idleWait {
-		logf("  machine still busy (%.2f cores foreign) after %s: running anyway", foreign, waited.Round(time.Second))
-	}
-	in, err := startInstance(cfg, v, tag, corefile(cfg, v.Corefile))
 	if err != nil {
 		res.Error = err.Error()
 		return res
@@ -495,34 +490,23 @@ func runVariant(cfg *config, v variant, upPID int, tag string) (res result) {
 		res.Sessions = in.sessions
 	}()
 
-	if cfg.warmup > 0 {
-		if _, err := in.perf(cfg.warmup, 0); err != nil {
-			res.Error = "warm-up: " + err.Error()
-			return res
-		}
-	}
-
 	pids := []int{in.pid(), upPID}
 	if in.sink != nil {
 		pids = append(pids, in.sink.Process.Pid)
 	}
-	cd0 := procCPU(in.pid())
 	mine0 := sumCPU(pids)
 	c0 := readCPUTimes()
 	t0 := time.Now()
-	p, err := in.perf(cfg.duration, 0)
+	p, cd, err := in.saturate(cfg.duration, nil)
 	wall := time.Since(t0)
 	c1 := readCPUTimes()
 	mine1 := sumCPU(pids)
-	cd1 := procCPU(in.pid())
 	if err != nil {
 		res.Error = "saturation: " + err.Error()
 		return res
 	}
 	res.QPS, res.Sent, res.Completed, res.Lost = p.QPS, p.Sent, p.Completed, p.Lost
-	if p.Completed > 0 {
-		res.CPUPerQuery = float64(cd1-cd0) / float64(time.Microsecond) / float64(p.Completed)
-	}
+	res.CPUPerQuery = perQuery(cd, p.Completed)
 	res.Foreign = max0(float64((c1.busy-c0.busy)-(mine1-mine0)-p.CPU) / float64(wall))
 	res.Steal = float64(c1.steal-c0.steal) / float64(wall)
 
@@ -543,46 +527,34 @@ func runVariant(cfg *config, v variant, upPID int, tag string) (res result) {
 // RSS every MEMSAMPLE seconds.
 func memoryRun(cfg *config, v variant, upPID int) (m memRun) {
 	m.Variant = v.Name
-	waitIdle(cfg.foreignMax, cfg.idleWait, upPID)
-	in, err := startInstance(cfg, v, "mem", corefile(cfg, v.Corefile))
+	in, _, err := warmStart(cfg, v, upPID, "mem", corefile(cfg, v.Corefile))
 	if err != nil {
 		m.Error = err.Error()
 		return m
 	}
 	defer in.close()
-	if _, err := in.perf(cfg.warmup, 0); err != nil {
-		m.Error = err.Error()
-		return m
-	}
-	type outcome struct {
-		p   perf
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		p, err := in.perf(cfg.memDuration, 0)
-		done <- outcome{p, err}
-	}()
-	t0 := time.Now()
-	tick := time.NewTicker(time.Duration(cfg.memSample * float64(time.Second)))
-	defer tick.Stop()
-	for {
-		select {
-		case <-tick.C:
-			if time.Since(t0).Seconds() > cfg.memDuration {
-				continue // the run is ending; its last sample is taken
-			}
-			m.Samples = append(m.Samples, memSample{T: time.Since(t0).Seconds(),
+	p, _, err := in.saturate(cfg.memDuration, func(done <-chan struct{}) {
+		sampleEvery(done, seconds(cfg.memSample), seconds(cfg.memDuration), func(e time.Duration) {
+			m.Samples = append(m.Samples, memSample{T: e.Seconds(),
 				RSSKB: procStatusKB(in.pid(), "VmRSS"), HWMKB: procStatusKB(in.pid(), "VmHWM")})
-		case o := <-done:
-			m.QPS, m.Lost = o.p.QPS, o.p.Lost
-			if o.err != nil {
-				m.Error = o.err.Error()
-			}
-			return m
-		}
+		})
+	})
+	m.QPS, m.Lost = p.QPS, p.Lost
+	if err != nil {
+		m.Error = err.Error()
 	}
+	return m
 }
+
+// perQuery is CPU time per completed query in µs.
+func perQuery(cpu time.Duration, completed int64) float64 {
+	if completed == 0 {
+		return 0
+	}
+	return float64(cpu) / float64(time.Microsecond) / float64(completed)
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 func sumCPU(pids []int) time.Duration {
 	var d time.Duration
@@ -647,23 +619,6 @@ func countLines(path, substr string) int64 {
 func readTail(path string) string {
 	b, _ := os.ReadFile(path)
 	return tail(b, 1500)
-}
-
-func copyFile(from, to string) error {
-	src, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		dst.Close()
-		return err
-	}
-	return dst.Close()
 }
 
 func logf(format string, args ...any) {

@@ -172,18 +172,10 @@ func readCPUTimes() cpuTimes {
 func waitIdle(limit float64, max time.Duration, mine ...int) (float64, time.Duration) {
 	begin := time.Now()
 	for {
-		c0 := readCPUTimes()
-		var m0 time.Duration
-		for _, p := range mine {
-			m0 += procCPU(p)
-		}
+		c0, m0 := readCPUTimes(), sumCPU(mine)
 		t0 := time.Now()
 		time.Sleep(500 * time.Millisecond)
-		c1 := readCPUTimes()
-		var m1 time.Duration
-		for _, p := range mine {
-			m1 += procCPU(p)
-		}
+		c1, m1 := readCPUTimes(), sumCPU(mine)
 		foreign := max0(float64((c1.busy-c0.busy)-(m1-m0)) / float64(time.Since(t0)))
 		if foreign < limit || time.Since(begin) >= max {
 			return foreign, time.Since(begin)

@@ -56,40 +56,23 @@ func profileRun(cfg *config, v variant, upPID int) (pr cpuProfile) {
 		pr.Error = err.Error()
 		return pr
 	}
-	waitIdle(cfg.foreignMax, cfg.idleWait, upPID)
-	in, err := startInstance(cfg, v, "pprof", conf)
+	in, _, err := warmStart(cfg, v, upPID, "pprof", conf)
 	if err != nil {
 		pr.Error = err.Error()
 		return pr
 	}
 	defer in.close()
-	if _, err := in.perf(cfg.warmup, 0); err != nil {
-		pr.Error = err.Error()
-		return pr
-	}
-	type outcome struct {
-		p   perf
-		err error
-	}
-	done := make(chan outcome, 1)
-	cpu0 := procCPU(in.pid())
-	go func() {
-		p, err := in.perf(cfg.profSeconds+1, 0)
-		done <- outcome{p, err}
-	}()
-	time.Sleep(500 * time.Millisecond)
 	prof := filepath.Join(cfg.work, "cpu-"+strings.ReplaceAll(v.Name, "/", "-")+".pprof")
-	ferr := fetch(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%g", cfg.port+3, cfg.profSeconds), prof)
-	o := <-done
-	cpu1 := procCPU(in.pid())
-	if o.err != nil || ferr != nil {
-		pr.Error = fmt.Sprint(o.err, ferr)
+	var ferr error
+	p, cpu, err := in.saturate(cfg.profSeconds+1, func(<-chan struct{}) {
+		time.Sleep(500 * time.Millisecond) // into the steady state
+		ferr = fetch(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%g", cfg.port+3, cfg.profSeconds), prof)
+	})
+	if err != nil || ferr != nil {
+		pr.Error = fmt.Sprint(err, ferr)
 		return pr
 	}
-	pr.QPS = o.p.QPS
-	if o.p.Completed > 0 {
-		pr.CPUPerQuery = float64(cpu1-cpu0) / float64(time.Microsecond) / float64(o.p.Completed)
-	}
+	pr.QPS, pr.CPUPerQuery = p.QPS, perQuery(cpu, p.Completed)
 	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=100000", cfg.coredns, prof).CombinedOutput()
 	if err != nil {
 		pr.Error = fmt.Sprintf("pprof: %v %s", err, tail(out, 500))

@@ -373,17 +373,14 @@ func writeReport(cfg *config, rep *report) error {
 	}
 	md := b.String()
 	latest := filepath.Join(cfg.results, "latest.md")
-	dated := filepath.Join(cfg.results, rep.Started.UTC().Format("2006-01-02T1504Z")+".md")
-	for _, f := range []string{latest, dated} {
-		if err := os.WriteFile(f, []byte(md), 0o644); err != nil {
-			return err
-		}
+	if err := os.WriteFile(latest, []byte(md), 0o644); err != nil {
+		return err
 	}
 	if err := writeJSON(filepath.Join(cfg.results, "latest.json"), rep); err != nil {
 		return err
 	}
 	fmt.Print(md)
-	logf("wrote %s, %s and latest.json in %s", latest, dated, rep.Elapsed.Round(time.Second))
+	logf("wrote %s and latest.json in %s", latest, rep.Elapsed.Round(time.Second))
 	return nil
 }
 
