@@ -180,8 +180,10 @@ func (o *output) closed() bool {
 }
 
 // ---------------------------------------------------------------------------
-// Session lines: the schema is dnsdiagtest's, shared with the plugin's tests.
+// Session lines
 
+// Line is one session line. Its schema lives in dnsdiagtest, shared with
+// the plugin's unit tests, so that both read a line the same way.
 type Line = dnsdiagtest.Line
 
 // ---------------------------------------------------------------------------
