@@ -245,16 +245,7 @@ func launch(t *testing.T, corefile string, ports map[string]int) *Server {
 	var r *os.File
 	s.cmd, r = spawn(t, s.conf)
 	go func() {
-		br := bufio.NewReader(r)
-		for {
-			line, err := br.ReadString('\n')
-			if line = strings.TrimRight(line, "\r\n"); line != "" {
-				s.out.add(line)
-			}
-			if err != nil {
-				break
-			}
-		}
+		eachLine(bufio.NewReader(r), s.out.add)
 		r.Close()
 		s.out.mu.Lock()
 		s.out.eof = true
@@ -284,6 +275,20 @@ func spawn(t testing.TB, conf string) (*exec.Cmd, *os.File) {
 	}
 	w.Close()
 	return cmd, r
+}
+
+// eachLine calls line with every non-empty line br reads, without its
+// line ending, until br ends or fails.
+func eachLine(br *bufio.Reader, line func(string)) {
+	for {
+		l, err := br.ReadString('\n')
+		if l = strings.TrimRight(l, "\r\n"); l != "" {
+			line(l)
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // WriteCorefile (re)writes the process's Corefile, substituting the same

@@ -519,16 +519,7 @@ func newOvOutput(r *os.File) *ovOutput {
 	go func() {
 		defer close(o.done)
 		defer r.Close()
-		br := bufio.NewReaderSize(&ovPacedReader{r: r, o: o}, 1<<16)
-		for {
-			l, err := br.ReadString('\n')
-			if l = strings.TrimRight(l, "\r\n"); l != "" {
-				o.line(l)
-			}
-			if err != nil {
-				return
-			}
-		}
+		eachLine(bufio.NewReaderSize(&ovPacedReader{r: r, o: o}, 1<<16), o.line)
 	}()
 	return o
 }
