@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnsdiag/dnsdiag/plugin/dnsdiagtest"
 	"github.com/miekg/dns"
 )
 
@@ -181,126 +182,9 @@ func (o *output) closed() bool {
 // ---------------------------------------------------------------------------
 // Session lines
 
-const linePrefix = "[INFO] plugin/dnsdiag: "
-
-// Line is one session line as dnsdiag logs it.
-type Line struct {
-	Status          string
-	BitMap          int
-	Session         uint64
-	Background      bool
-	ClientSession   uint64
-	Server          string
-	Client          string
-	Protocol        string
-	QName           string
-	QType           string
-	Rcode           *string
-	ServerGenerated bool
-	Panic           bool
-	Cause           string
-	Error           string
-	Time            string
-	DurationMs      float64
-	Upstreams       []Upstream
-	Messages        []Message
-
-	Raw string `json:"-"`
-}
-
-// Upstream is one upstream attempt of a session.
-type Upstream struct {
-	Address    string
-	Protocol   string
-	Rcode      *string
-	DurationMs float64
-}
-
-// Message is one leg of a session.
-type Message struct {
-	Type            string
-	Time            string
-	QueryAddress    string
-	ResponseAddress string
-	Protocol        string
-	Message         json.RawMessage
-}
-
-// Header is the part of an RFC 8427 message the tests look at.
-type Header struct {
-	ID      int
-	QR      int
-	TC      int
-	RCODE   int
-	ANCOUNT int
-	QNAME   string
-}
-
-func (m Message) Header(t testing.TB) Header {
-	t.Helper()
-	var h Header
-	if err := json.Unmarshal(m.Message, &h); err != nil {
-		t.Fatalf("leg %s: message is not RFC 8427 JSON: %v: %s", m.Type, err, m.Message)
-	}
-	return h
-}
-
-// Types lists the session's leg types in order.
-func (l Line) Types() []string {
-	var ts []string
-	for _, m := range l.Messages {
-		ts = append(ts, m.Type)
-	}
-	return ts
-}
-
-// Count is how many legs of type typ the session has.
-func (l Line) Count(typ string) int {
-	n := 0
-	for _, m := range l.Messages {
-		if m.Type == typ {
-			n++
-		}
-	}
-	return n
-}
-
-// Summary is the line in brief, for test logs.
-func (l Line) Summary() string {
-	var ups []string
-	for _, u := range l.Upstreams {
-		ups = append(ups, fmt.Sprintf("%s/%s=%s(%vms)", u.Address, u.Protocol, rcodeStr(u.Rcode), u.DurationMs))
-	}
-	return fmt.Sprintf("%s BitMap=%d Rcode=%s ServerGenerated=%v Background=%v Session=%d ClientSession=%d %s %s %s %vms legs=%v upstreams=%v cause=%q",
-		l.Status, l.BitMap, l.RcodeString(), l.ServerGenerated, l.Background, l.Session, l.ClientSession, l.Protocol, l.QName, l.QType, l.DurationMs, l.Types(), ups, l.Cause)
-}
-
-// RcodeString renders Rcode, "null" for a client that got nothing.
-func (l Line) RcodeString() string { return rcodeStr(l.Rcode) }
-
-func rcodeStr(p *string) string {
-	if p == nil {
-		return "null"
-	}
-	return *p
-}
-
-// parseLine parses a session line out of one output line: an INFO line of
-// plugin/dnsdiag whose message is a JSON object. Such a line that is not
-// valid JSON is an error.
-func parseLine(s string) (Line, bool, error) {
-	i := strings.Index(s, linePrefix)
-	if i < 0 || !strings.HasPrefix(s[i+len(linePrefix):], "{") {
-		return Line{}, false, nil
-	}
-	raw := s[i+len(linePrefix):]
-	var l Line
-	if err := json.Unmarshal([]byte(raw), &l); err != nil {
-		return Line{}, true, fmt.Errorf("%v: %s", err, raw)
-	}
-	l.Raw = raw
-	return l, true, nil
-}
+// Line is one session line. Its schema lives in dnsdiagtest, shared with
+// the plugin's unit tests, so that both read a line the same way.
+type Line = dnsdiagtest.Line
 
 // ---------------------------------------------------------------------------
 // A coredns process
@@ -358,28 +242,10 @@ func launch(t *testing.T, corefile string, ports map[string]int) *Server {
 	s.conf = filepath.Join(s.dir, "Corefile")
 	s.WriteCorefile(corefile)
 
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cmd = exec.Command(binary, "-conf", s.conf)
-	s.cmd.Dir = s.dir
-	s.cmd.Stdout, s.cmd.Stderr = w, w
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", binary, err)
-	}
-	w.Close()
+	var r *os.File
+	s.cmd, r = spawn(t, s.conf)
 	go func() {
-		br := bufio.NewReader(r)
-		for {
-			line, err := br.ReadString('\n')
-			if line = strings.TrimRight(line, "\r\n"); line != "" {
-				s.out.add(line)
-			}
-			if err != nil {
-				break
-			}
-		}
+		eachLine(bufio.NewReader(r), s.out.add)
 		r.Close()
 		s.out.mu.Lock()
 		s.out.eof = true
@@ -393,22 +259,63 @@ func launch(t *testing.T, corefile string, ports map[string]int) *Server {
 	return s
 }
 
+// spawn starts the binary on the Corefile conf, in conf's directory, with
+// its stdout and stderr on a pipe, and returns the pipe's read end.
+func spawn(t testing.TB, conf string) (*exec.Cmd, *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "-conf", conf)
+	cmd.Dir = filepath.Dir(conf)
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", binary, err)
+	}
+	w.Close()
+	return cmd, r
+}
+
+// eachLine calls line with every non-empty line br reads, without its
+// line ending, until br ends or fails.
+func eachLine(br *bufio.Reader, line func(string)) {
+	for {
+		l, err := br.ReadString('\n')
+		if l = strings.TrimRight(l, "\r\n"); l != "" {
+			line(l)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
 // WriteCorefile (re)writes the process's Corefile, substituting the same
 // ports for the same placeholder names and picking new ones for new names.
 func (s *Server) WriteCorefile(corefile string) {
 	s.t.Helper()
+	writeCorefile(s.t, s.conf, corefile, s.ports)
+}
+
+// writeCorefile writes corefile to path with each {{NAME}} placeholder
+// replaced by ports[NAME], adding a free port to ports for a new name, and
+// returns the text written.
+func writeCorefile(t testing.TB, path, corefile string, ports map[string]int) string {
+	t.Helper()
 	text := placeholder.ReplaceAllStringFunc(corefile, func(m string) string {
 		name := placeholder.FindStringSubmatch(m)[1]
-		p, ok := s.ports[name]
+		p, ok := ports[name]
 		if !ok {
-			p = freePort(s.t)
-			s.ports[name] = p
+			p = freePort(t)
+			ports[name] = p
 		}
 		return strconv.Itoa(p)
 	})
-	if err := os.WriteFile(s.conf, []byte(text), 0o644); err != nil {
-		s.t.Fatal(err)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
 	}
+	return text
 }
 
 // waitServing waits until coredns printed its version banner, which it does
@@ -459,7 +366,7 @@ func (s *Server) Lines() []Line {
 	s.t.Helper()
 	var ls []Line
 	for _, o := range s.out.snapshot() {
-		l, ok, err := parseLine(o)
+		l, ok, err := dnsdiagtest.Parse(o)
 		if err != nil {
 			s.t.Fatalf("unparseable dnsdiag line: %v", err)
 		}
@@ -514,12 +421,12 @@ func (s *Server) WaitClient(r Result) Line {
 	s.t.Helper()
 	name := r.Query.Question[0].Name
 	return s.WaitLine(fmt.Sprintf("for %s id %d from %s", name, r.Query.Id, r.Local), func(l Line) bool {
-		return l.IsClient(r)
+		return isClient(l, r)
 	})
 }
 
-// IsClient reports whether l is the session of query r.
-func (l Line) IsClient(r Result) bool {
+// isClient reports whether l is the session of query r.
+func isClient(l Line, r Result) bool {
 	if l.Background || l.Client != r.Local || l.QName != r.Query.Question[0].Name || len(l.Messages) == 0 {
 		return false
 	}
@@ -637,7 +544,7 @@ func (s *Server) cleanup() {
 		if strings.HasPrefix(o, "panic:") || strings.HasPrefix(o, "fatal error:") || strings.Contains(o, "WARNING: DATA RACE") {
 			s.t.Errorf("coredns crashed: %s", o)
 		}
-		if _, _, err := parseLine(o); err != nil {
+		if _, _, err := dnsdiagtest.Parse(o); err != nil {
 			s.t.Errorf("unparseable dnsdiag line: %v", err)
 		}
 	}
@@ -653,7 +560,7 @@ func (s *Server) tail(n int) string {
 	const sessionsKept = 5
 	var other, sessions []string
 	for _, l := range s.out.snapshot() {
-		if strings.Contains(l, linePrefix+"{") {
+		if _, ok := dnsdiagtest.SessionJSON(l); ok {
 			sessions = append(sessions, l)
 		} else {
 			other = append(other, l)
@@ -929,7 +836,7 @@ func checkClientLegs(t testing.TB, l Line, r Result) {
 
 // checkAnswerRRs compares the RFC 8427 answerRRs of a leg, when the leg
 // carries them, with the answer section the client got.
-func checkAnswerRRs(t testing.TB, leg Message, got *dns.Msg) {
+func checkAnswerRRs(t testing.TB, leg dnsdiagtest.Message, got *dns.Msg) {
 	t.Helper()
 	var m struct {
 		AnswerRRs *[]struct {
@@ -969,6 +876,15 @@ func checkAnswerRRs(t testing.TB, leg Message, got *dns.Msg) {
 				t.Errorf("%s leg answer %d: rdataAAAA %q, the client got %s", leg.Type, i, j.RdataAAAA, v.AAAA)
 			}
 		}
+	}
+}
+
+// mustAnswerA fails the test unless r got NOERROR with the single A
+// record addr.
+func mustAnswerA(t testing.TB, r Result, addr string) {
+	t.Helper()
+	if got := answerA(t, r.MustAnswer(t, dns.RcodeSuccess)); got != addr {
+		t.Fatalf("query %s: answer %s, want %s", r.Query.Question[0].Name, got, addr)
 	}
 }
 

@@ -23,16 +23,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dnsdiag/dnsdiag/build/image"
+	"github.com/dnsdiag/dnsdiag/plugin/dnsdiagtest"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/miekg/dns"
-
-	"github.com/dnsdiag/dnsdiag/build/image"
 )
 
 // imageStaticBinary is the binary under test if it is what `make build`
@@ -364,7 +363,7 @@ func imageRun(t *testing.T, exe, capXattr []byte, user, version string) {
 
 	var (
 		cmd *exec.Cmd
-		out *imageOutput
+		out *dnsdiagtest.SyncBuffer
 	)
 	for attempt := 0; ; attempt++ {
 		cmd, out = imageStart(t, dir, path, dnsPort, metricsPort, cred)
@@ -393,7 +392,7 @@ func imageRun(t *testing.T, exe, capXattr []byte, user, version string) {
 	var line Line
 	for deadline := time.Now().Add(10 * time.Second); line.QName == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		for _, o := range strings.Split(out.String(), "\n") {
-			if l, ok, err := parseLine(o); ok && err == nil && l.QName == "www.image.test." {
+			if l, ok, err := dnsdiagtest.Parse(o); ok && err == nil && l.QName == "www.image.test." {
 				line = l
 			}
 		}
@@ -404,7 +403,7 @@ func imageRun(t *testing.T, exe, capXattr []byte, user, version string) {
 
 // imageStart runs the binary on a small Corefile and waits for its banner;
 // it returns a nil command, and the output, if the process exited first.
-func imageStart(t *testing.T, dir, path, dnsPort, metricsPort string, cred *syscall.Credential) (*exec.Cmd, *imageOutput) {
+func imageStart(t *testing.T, dir, path, dnsPort, metricsPort string, cred *syscall.Credential) (*exec.Cmd, *dnsdiagtest.SyncBuffer) {
 	t.Helper()
 	corefile := fmt.Sprintf(`.:%s {
     bind 127.0.0.1
@@ -421,7 +420,7 @@ func imageStart(t *testing.T, dir, path, dnsPort, metricsPort string, cred *sysc
 	if err := os.WriteFile(conf, []byte(corefile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := &imageOutput{}
+	out := &dnsdiagtest.SyncBuffer{}
 	cmd := exec.Command(path, "-conf", conf)
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = out, out
@@ -468,22 +467,4 @@ func imagePortFree(port string) bool {
 	}
 	p.Close()
 	return true
-}
-
-// imageOutput collects the process's output for the test to read.
-type imageOutput struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *imageOutput) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *imageOutput) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

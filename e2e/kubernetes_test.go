@@ -717,7 +717,7 @@ func TestK8sLogPolicy(t *testing.T) {
 		map[string]string{"status": "Succeeded", "bitmap": "3"}, 2)
 	k8sWaitMetric(t, e.Addr("METRICS"), "coredns_dnsdiag_log_suppressed_total", map[string]string{"reason": "policy"}, 1)
 	for _, l := range e.Lines() {
-		if l.IsClient(svc) {
+		if isClient(l, svc) {
 			t.Errorf("log failed, yet a Succeeded cluster session was logged: %s", l.Raw)
 		}
 	}

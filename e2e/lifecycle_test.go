@@ -11,17 +11,6 @@ import (
 	"github.com/miekg/dns"
 )
 
-// lcUpstream is a separate coredns process, so that only the process under
-// test is reloaded.
-const lcUpstream = `
-.:{{UP}} {
-	bind 127.0.0.1
-	template IN A ok.test {
-		answer "{{ .Name }} 60 IN A 192.0.2.1"
-	}
-}
-`
-
 // lcHeavyUpstream answers heavy.test with 40 TXT records, so that each
 // session line is large (four legs with whole messages) and slow to render:
 // the log writer falls behind a burst and has lines pending at SIGTERM.
@@ -72,7 +61,9 @@ func lcGoroutines(t testing.TB, prom string) float64 {
 // query once.
 func TestLifecycleReloadsUnderTraffic(t *testing.T) {
 	t.Parallel()
-	up := Start(t, lcUpstream, nil)
+	// The upstream is a separate process, so that only the one under test
+	// is reloaded.
+	up := Start(t, richUpstream, nil)
 	s := Start(t, lcCorefile, map[string]int{"UP": up.Port("UP")})
 	dnsAddr, prom, server := s.Addr("DNS"), s.Addr("PROM"), s.ServerLabel("DNS")
 
@@ -241,7 +232,7 @@ func TestLifecycleShutdownFlushesLines(t *testing.T) {
 			}
 			continue
 		}
-		if !l.IsClient(r) {
+		if !isClient(l, r) {
 			t.Errorf("session line for %s does not match the query from %s: %s", r.Query.Question[0].Name, r.Local, l.Summary())
 		}
 	}

@@ -202,28 +202,8 @@ func promDnsdiag(ss []promSample) string {
 }
 
 // ---------------------------------------------------------------------------
-// Upstream shared by several tests: a server block answering by zone.
 
-// mtUpstreamBlock is a server block on {{UP}} that answers A for ok.test
-// (192.0.2.1, TTL 60), NXDOMAIN for nx.test and SERVFAIL for fail.test.
-const mtUpstreamBlock = `
-.:{{UP}} {
-	bind 127.0.0.1
-	template IN A ok.test {
-		answer "{{ .Name }} 60 IN A 192.0.2.1"
-	}
-	template IN ANY nx.test {
-		rcode NXDOMAIN
-	}
-	template IN ANY fail.test {
-		rcode SERVFAIL
-	}
-}
-`
-
-// ---------------------------------------------------------------------------
-
-const mtCorefile = `
+var mtCorefile = `
 .:{{DNS}} {
 	bind 127.0.0.1
 	prometheus 127.0.0.1:{{PROM}}
@@ -234,7 +214,7 @@ const mtCorefile = `
 	cache
 	forward . 127.0.0.1:{{UP}}
 }
-` + mtUpstreamBlock
+` + richUpstream
 
 // TestMetricsExactCounts drives a known mix of traffic through
 // dnsdiag + acl + cache + forward and checks every coredns_dnsdiag_* series

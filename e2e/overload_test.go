@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnsdiag/dnsdiag/plugin/dnsdiagtest"
 	"github.com/miekg/dns"
 )
 
@@ -125,31 +125,9 @@ silent.test:{{SILENT}} {
 		}
 		defer c.Close()
 		wire := ovPack(t, fmt.Sprintf("flood%d.internal.test.", i), dns.TypeA)
-		wg.Add(1)
-		go func() { // sender: floodQPS/floodConns per second, in 1 ms batches
-			defer wg.Done()
-			rate := float64(floodQPS) / floodConns
-			tk := time.NewTicker(time.Millisecond)
-			defer tk.Stop()
-			id := uint16(rand.UintN(65536))
-			for sent := 0; ; {
-				select {
-				case <-stop:
-					return
-				case <-tk.C:
-				}
-				// Catch up on ticks the scheduler skipped, a bounded batch at a time.
-				due := int(time.Since(start).Seconds()*rate) - sent
-				for range min(due, 1000) {
-					sent++
-					id++
-					be.BigEndian.PutUint16(wire, id)
-					if _, err := c.Write(wire); err == nil {
-						floodSent.Add(1)
-					}
-				}
-			}
-		}()
+		wg.Go(func() { // sender: floodQPS/floodConns per second, in 1 ms batches
+			ovOpenLoop(c, wire, uint16(rand.UintN(65536)), float64(floodQPS)/floodConns, time.Millisecond, 1000, start, stop, &floodSent)
+		})
 		go func() { // reader: counts answers until the socket closes
 			buf := make([]byte, 1500)
 			for {
@@ -175,9 +153,7 @@ silent.test:{{SILENT}} {
 	const probeConns = 8
 	probes := make([][]probe, probeConns)
 	for i := range probeConns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			c, err := net.DialTimeout("tcp", dnsAddr, 2*time.Second)
 			if err != nil {
 				probes[i] = append(probes[i], probe{at: time.Now(), err: err})
@@ -185,14 +161,7 @@ silent.test:{{SILENT}} {
 			}
 			defer c.Close()
 			dc := &dns.Conn{Conn: c}
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				m := new(dns.Msg)
-				m.SetQuestion(fmt.Sprintf("p%d-%d.internal.test.", i, n), dns.TypeA)
+			ovClosedLoop(stop, fmt.Sprintf("p%d-%%d.internal.test.", i), func(m *dns.Msg) bool {
 				t0 := time.Now()
 				_ = c.SetDeadline(t0.Add(ovProbeTimeout))
 				err := dc.WriteMsg(m)
@@ -205,34 +174,27 @@ silent.test:{{SILENT}} {
 				}
 				probes[i] = append(probes[i], probe{at: t0, lat: time.Since(t0), err: err})
 				if err != nil {
-					return // the connection is unusable; the error fails the test
+					return false // the connection is unusable; the error fails the test
 				}
 				time.Sleep(2 * time.Millisecond)
-			}
-		}()
+				return true
+			})
+		})
 	}
 
 	// Slow upstream: closed-loop UDP, half the answers 400 ms late.
 	var slowSent, slowRecv atomic.Int64
 	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			c := &dns.Client{Net: "udp", Timeout: 3 * time.Second}
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				m := new(dns.Msg)
-				m.SetQuestion(fmt.Sprintf("s%d.slow.test.", n), dns.TypeA)
+			ovClosedLoop(stop, "s%d.slow.test.", func(m *dns.Msg) bool {
 				slowSent.Add(1)
 				if r, _, err := c.Exchange(m, dnsAddr); err == nil && r.Rcode == dns.RcodeSuccess {
 					slowRecv.Add(1)
 				}
-			}
-		}()
+				return true
+			})
+		})
 	}
 
 	// Silent upstream: open-loop UDP; forward gives up after 5 s, so these
@@ -246,28 +208,9 @@ silent.test:{{SILENT}} {
 		}
 		defer c.Close()
 		wire := ovPack(t, "x.silent.test.", dns.TypeA)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tk := time.NewTicker(10 * time.Millisecond)
-			defer tk.Stop()
-			for n, sent := uint16(0), 0; ; {
-				select {
-				case <-stop:
-					return
-				case <-tk.C:
-				}
-				due := int(time.Since(start).Seconds()*float64(silentQPS)) - sent
-				for range min(due, 100) {
-					sent++
-					n++
-					be.BigEndian.PutUint16(wire, n)
-					if _, err := c.Write(wire); err == nil {
-						silentSent.Add(1)
-					}
-				}
-			}
-		}()
+		wg.Go(func() {
+			ovOpenLoop(c, wire, 0, float64(silentQPS), 10*time.Millisecond, 100, start, stop, &silentSent)
+		})
 		go func() { _, _ = io.Copy(io.Discard, c) }()
 	}
 
@@ -410,6 +353,48 @@ func ovEnvInt(t *testing.T, name string, def int) int {
 	return n
 }
 
+// ovOpenLoop sends wire on c at rate queries/s from start until stop is
+// closed, each with the next DNS id after id, counting the writes that
+// succeed in sent. It wakes every tick and catches up on ticks the
+// scheduler skipped, at most batch queries at a time.
+func ovOpenLoop(c net.Conn, wire []byte, id uint16, rate float64, tick time.Duration, batch int, start time.Time, stop <-chan struct{}, sent *atomic.Int64) {
+	tk := time.NewTicker(tick)
+	defer tk.Stop()
+	for n := 0; ; {
+		select {
+		case <-stop:
+			return
+		case <-tk.C:
+		}
+		due := int(time.Since(start).Seconds()*rate) - n
+		for range min(due, batch) {
+			n++
+			id++
+			be.BigEndian.PutUint16(wire, id)
+			if _, err := c.Write(wire); err == nil {
+				sent.Add(1)
+			}
+		}
+	}
+}
+
+// ovClosedLoop calls exchange with an A query for fmt.Sprintf(name, n),
+// n = 0, 1, ..., until stop is closed or exchange returns false.
+func ovClosedLoop(stop <-chan struct{}, name string, exchange func(*dns.Msg) bool) {
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		m := new(dns.Msg)
+		m.SetQuestion(fmt.Sprintf(name, n), dns.TypeA)
+		if !exchange(m) {
+			return
+		}
+	}
+}
+
 func ovPack(t *testing.T, name string, qtype uint16) []byte {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
@@ -462,29 +447,10 @@ func (p *ovProc) addr(name string) string {
 func ovStart(t *testing.T, corefile string) *ovProc {
 	t.Helper()
 	p := &ovProc{ports: map[string]int{}}
-	text := placeholder.ReplaceAllStringFunc(corefile, func(m string) string {
-		name := placeholder.FindStringSubmatch(m)[1]
-		if _, ok := p.ports[name]; !ok {
-			p.ports[name] = freePort(t)
-		}
-		return strconv.Itoa(p.ports[name])
-	})
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "Corefile")
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(binary, "-conf", conf)
-	p.cmd.Dir = dir
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
+	conf := filepath.Join(t.TempDir(), "Corefile")
+	text := writeCorefile(t, conf, corefile, p.ports)
+	var r *os.File
+	p.cmd, r = spawn(t, conf)
 	p.out = newOvOutput(r)
 	exited := make(chan struct{})
 	go func() { _ = p.cmd.Wait(); close(exited) }()
@@ -553,16 +519,7 @@ func newOvOutput(r *os.File) *ovOutput {
 	go func() {
 		defer close(o.done)
 		defer r.Close()
-		br := bufio.NewReaderSize(&ovPacedReader{r: r, o: o}, 1<<16)
-		for {
-			l, err := br.ReadString('\n')
-			if l = strings.TrimRight(l, "\r\n"); l != "" {
-				o.line(l)
-			}
-			if err != nil {
-				return
-			}
-		}
+		eachLine(bufio.NewReaderSize(&ovPacedReader{r: r, o: o}, 1<<16), o.line)
 	}()
 	return o
 }
@@ -581,12 +538,12 @@ func (o *ovOutput) line(l string) {
 	if strings.HasPrefix(l, "panic:") || strings.HasPrefix(l, "fatal error:") || strings.Contains(l, "WARNING: DATA RACE") {
 		o.crashes = append(o.crashes, l)
 	}
-	i := strings.Index(l, linePrefix)
-	if i < 0 || !strings.HasPrefix(l[i+len(linePrefix):], "{") {
+	js, ok := dnsdiagtest.SessionJSON(l)
+	if !ok {
 		return
 	}
 	o.sessionLines.Add(1)
-	if js := l[i+len(linePrefix):]; !json.Valid([]byte(js)) {
+	if !json.Valid([]byte(js)) {
 		if o.invalid.Add(1) == 1 {
 			o.bad = js
 		}
@@ -635,34 +592,18 @@ func (p *ovPacedReader) Read(b []byte) (int, error) {
 // ---------------------------------------------------------------------------
 // Metrics
 
-// ovMetrics is a scrape: series (name plus labels, as exposed) to value.
+// ovMetrics is a scrape: series (name plus labels) to value.
 type ovMetrics map[string]float64
 
+// ovScrape is the coredns_dnsdiag_* series of a promScrape, keyed by
+// promSample.key.
 func ovScrape(t *testing.T, addr string) ovMetrics {
 	t.Helper()
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape %s: %v", addr, err)
-	}
-	defer resp.Body.Close()
 	m := ovMetrics{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if !strings.HasPrefix(l, "coredns_dnsdiag_") {
-			continue
+	for _, s := range promScrape(t, addr) {
+		if strings.HasPrefix(s.Name, "coredns_dnsdiag_") {
+			m[s.key()] = s.Value
 		}
-		i := strings.LastIndexByte(l, ' ')
-		v, err := strconv.ParseFloat(l[i+1:], 64)
-		if err != nil {
-			t.Fatalf("scrape: bad line %q", l)
-		}
-		m[l[:i]] = v
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("scrape %s: %v", addr, err)
 	}
 	return m
 }

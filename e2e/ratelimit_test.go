@@ -10,7 +10,7 @@ import (
 	"github.com/miekg/dns"
 )
 
-const rlCorefile = `
+var rlCorefile = `
 .:{{DNS}} {
 	bind 127.0.0.1
 	prometheus 127.0.0.1:{{PROM}}
@@ -19,13 +19,7 @@ const rlCorefile = `
 	}
 	forward . 127.0.0.1:{{UP}}
 }
-.:{{UP}} {
-	bind 127.0.0.1
-	template IN ANY fail.test {
-		rcode SERVFAIL
-	}
-}
-`
+` + richUpstream
 
 var rlReport = regexp.MustCompile(`\[WARNING\] plugin/dnsdiag: rate limit: suppressed (\d+) session lines in the last \S+ \(limit (\d+) lines/s\)`)
 

@@ -7,45 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnsdiag/dnsdiag/plugin/dnsdiagtest"
 	"github.com/miekg/dns"
 )
-
-// richUpstream is an upstream served by the same process on {{UP}}:
-//
-//	*.ok.test A     192.0.2.1, TTL 60
-//	*.nx.test       NXDOMAIN, with an SOA so caches keep it
-//	*.fail.test     SERVFAIL
-//	*.big.test TXT  ten 200-byte TXT records (about 2 KB: truncated over UDP)
-//	*.short.test A  192.0.2.5, TTL 5
-var richUpstream = `
-.:{{UP}} {
-    bind 127.0.0.1
-    template IN A ok.test {
-        answer "{{ .Name }} 60 IN A 192.0.2.1"
-    }
-    template IN ANY nx.test {
-        rcode NXDOMAIN
-        authority "nx.test. 60 IN SOA ns.nx.test. host.nx.test. 1 60 60 60 60"
-    }
-    template IN ANY fail.test {
-        rcode SERVFAIL
-    }
-    template IN A short.test {
-        answer "{{ .Name }} 5 IN A 192.0.2.5"
-    }
-    template IN TXT big.test {
-` + bigTXT + `
-    }
-}
-`
-
-var bigTXT = func() string {
-	var b strings.Builder
-	for i := range 10 {
-		fmt.Fprintf(&b, "        answer \"{{ .Name }} 60 IN TXT %d%s\"\n", i, strings.Repeat("x", 200))
-	}
-	return b.String()
-}()
 
 const (
 	cq = "CLIENT_QUERY"
@@ -94,8 +58,8 @@ func checkUpstream(t *testing.T, l Line, i int, addr, proto, rcode string) {
 		return
 	}
 	u := l.Upstreams[i]
-	if u.Address != addr || (proto != "" && u.Protocol != proto) || rcodeStr(u.Rcode) != rcode {
-		t.Errorf("upstream attempt %d: got %s %s %s, want %s %s %s\nline: %s", i, u.Address, u.Protocol, rcodeStr(u.Rcode), addr, proto, rcode, l.Raw)
+	if u.Address != addr || (proto != "" && u.Protocol != proto) || dnsdiagtest.RcodeString(u.Rcode) != rcode {
+		t.Errorf("upstream attempt %d: got %s %s %s, want %s %s %s\nline: %s", i, u.Address, u.Protocol, dnsdiagtest.RcodeString(u.Rcode), addr, proto, rcode, l.Raw)
 	}
 	if u.DurationMs < 0 {
 		t.Errorf("upstream attempt %d: negative duration %v", i, u.DurationMs)
@@ -107,9 +71,7 @@ func TestSessionCacheMissThenHit(t *testing.T) {
 	s := Start(t, forwardCorefile(logAll, "cache 30", ""), nil)
 
 	r1 := Query(t, "udp", s.Addr("PORT"), "www.ok.test", dns.TypeA, qTimeout)
-	if got := answerA(t, r1.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.1" {
-		t.Fatalf("answer %s, want 192.0.2.1", got)
-	}
+	mustAnswerA(t, r1, "192.0.2.1")
 	l1 := s.WaitClient(r1)
 	check(t, l1, want{Status: "Succeeded", BitMap: 15, Rcode: "NOERROR", Server: s.ServerLabel("PORT"), Client: r1.Local,
 		Protocol: "udp", QName: "www.ok.test.", QType: "A", Types: legs15, ServerGen: ptr(false), Upstreams: 1})
@@ -126,9 +88,7 @@ func TestSessionCacheMissThenHit(t *testing.T) {
 	}
 
 	r2 := Query(t, "udp", s.Addr("PORT"), "www.ok.test", dns.TypeA, qTimeout)
-	if got := answerA(t, r2.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.1" {
-		t.Fatalf("answer %s, want 192.0.2.1", got)
-	}
+	mustAnswerA(t, r2, "192.0.2.1")
 	l2 := s.WaitClient(r2)
 	check(t, l2, want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", Client: r2.Local, Protocol: "udp",
 		QName: "www.ok.test.", QType: "A", Types: legs3, ServerGen: ptr(false), Upstreams: 0})
@@ -155,9 +115,7 @@ func TestSessionHostsAnswer(t *testing.T) {
 }
 `+richUpstream, nil)
 	r := Query(t, "udp", s.Addr("PORT"), "h.test", dns.TypeA, qTimeout)
-	if got := answerA(t, r.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.10" {
-		t.Fatalf("answer %s, want 192.0.2.10", got)
-	}
+	mustAnswerA(t, r, "192.0.2.10")
 	l := s.WaitClient(r)
 	check(t, l, want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", Server: s.ServerLabel("PORT"), Client: r.Local,
 		Protocol: "udp", QName: "h.test.", QType: "A", Types: legs3, ServerGen: ptr(false), Upstreams: 0})
@@ -303,9 +261,7 @@ func TestSessionDeadFirstUpstream(t *testing.T) {
 }
 `+richUpstream, nil)
 	r := Query(t, "udp", s.Addr("PORT"), "www.ok.test", dns.TypeA, 8*time.Second)
-	if got := answerA(t, r.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.1" {
-		t.Fatalf("answer %s", got)
-	}
+	mustAnswerA(t, r, "192.0.2.1")
 	l := s.WaitClient(r)
 	check(t, l, want{Status: "Succeeded", BitMap: 15, Rcode: "NOERROR", Client: r.Local, Protocol: "udp",
 		QName: "www.ok.test.", QType: "A", ServerGen: ptr(false), Upstreams: -1})
@@ -375,9 +331,7 @@ func TestSessionPrefetchBackground(t *testing.T) {
 	check(t, l1, want{Status: "Succeeded", BitMap: 15, Types: legs15, Upstreams: 1})
 
 	r2 := Query(t, "udp", s.Addr("PORT"), "p.short.test", dns.TypeA, qTimeout)
-	if got := answerA(t, r2.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.5" {
-		t.Fatalf("answer %s", got)
-	}
+	mustAnswerA(t, r2, "192.0.2.5")
 	l2 := s.WaitClient(r2)
 	check(t, l2, want{Status: "Succeeded", BitMap: 3, Types: legs3, Upstreams: 0})
 
@@ -496,7 +450,7 @@ func TestSessionReloadSIGUSR1(t *testing.T) {
 	for _, r := range answered {
 		n := 0
 		for _, l := range during {
-			if !l.IsClient(r) {
+			if !isClient(l, r) {
 				continue
 			}
 			n++
@@ -536,9 +490,7 @@ func TestSessionTCP(t *testing.T) {
 	t.Parallel()
 	s := Start(t, forwardCorefile(logAll, "", ""), nil)
 	r := Query(t, "tcp", s.Addr("PORT"), "tcp.ok.test", dns.TypeA, qTimeout)
-	if got := answerA(t, r.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.1" {
-		t.Fatalf("answer %s", got)
-	}
+	mustAnswerA(t, r, "192.0.2.1")
 	l := s.WaitClient(r)
 	check(t, l, want{Status: "Succeeded", BitMap: 15, Rcode: "NOERROR", Server: s.ServerLabel("PORT"), Client: r.Local,
 		Protocol: "tcp", QName: "tcp.ok.test.", QType: "A", Types: legs15, ServerGen: ptr(false), Upstreams: 1})
@@ -611,7 +563,7 @@ func TestLogDefaultFailedOnly(t *testing.T) {
 	ld := s.WaitClient(drop)
 	check(t, ld, want{Status: "Failed", BitMap: 1, Rcode: "null", QName: "a.drop.test.", Types: []string{cq}, Upstreams: 0})
 	for _, l := range s.LinesWhere(func(l Line) bool { return l.Server == s.ServerLabel("PORT") }) {
-		if l.IsClient(ok) || l.IsClient(nx) || l.Status == "Succeeded" {
+		if isClient(l, ok) || isClient(l, nx) || l.Status == "Succeeded" {
 			t.Errorf("default policy logged a success: %s", l.Raw)
 		}
 	}
@@ -736,9 +688,7 @@ func TestSessionServeStaleLateLegs(t *testing.T) {
 	// erratic answers A with TTL 0, which the cache keeps for its minimum
 	// TTL of 1 s.
 	r1 := Query(t, "udp", s.Addr("PORT"), "stale.test", dns.TypeA, qTimeout)
-	if got := answerA(t, r1.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.53" {
-		t.Fatalf("answer %s, want erratic's 192.0.2.53", got)
-	}
+	mustAnswerA(t, r1, "192.0.2.53")
 	l1 := s.WaitClient(r1)
 	check(t, l1, want{Status: "Succeeded", BitMap: 15, Types: legs15, Upstreams: 1})
 	if l1.DurationMs < 250 {
@@ -750,9 +700,7 @@ func TestSessionServeStaleLateLegs(t *testing.T) {
 	// Had the client waited for the refresh, its session would hold the
 	// forwarder legs (BitMap 15) and there would be no background session.
 	r2 := Query(t, "udp", s.Addr("PORT"), "stale.test", dns.TypeA, qTimeout)
-	if got := answerA(t, r2.MustAnswer(t, dns.RcodeSuccess)); got != "192.0.2.53" {
-		t.Fatalf("stale answer %s", got)
-	}
+	mustAnswerA(t, r2, "192.0.2.53")
 	l2 := s.WaitClient(r2)
 	check(t, l2, want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", Client: r2.Local, Types: legs3, Upstreams: 0})
 
@@ -763,7 +711,7 @@ func TestSessionServeStaleLateLegs(t *testing.T) {
 		t.Errorf("late legs: ClientSession %d, want the stale-served session %d: %s", bg.ClientSession, l2.Session, bg.Raw)
 	}
 	// The finished client session was not changed by the late legs.
-	if again := s.WaitClient(r2); again.BitMap != 3 || len(s.LinesWhere(func(l Line) bool { return l.IsClient(r2) })) != 1 {
+	if again := s.WaitClient(r2); again.BitMap != 3 || len(s.LinesWhere(func(l Line) bool { return isClient(l, r2) })) != 1 {
 		t.Errorf("client session changed or logged twice: %s", again.Raw)
 	}
 }
