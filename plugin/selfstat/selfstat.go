@@ -120,6 +120,8 @@ type Reader struct {
 	pid  int    // the process read; 0 for this one
 	dir  string // its directory under /proc: "self" or the pid
 
+	maxFDs int // MaxFDs; lowered by tests
+
 	errs map[string]*atomic.Uint64 // by file; fixed keys, so read without the lock
 
 	mu    sync.Mutex
@@ -136,7 +138,7 @@ func NewReader(root string) *Reader { return newReader(root, 0, "self") }
 func NewReaderFor(root string, pid int) *Reader { return newReader(root, pid, strconv.Itoa(pid)) }
 
 func newReader(root string, pid int, dir string) *Reader {
-	r := &Reader{root: root, pid: pid, dir: dir, errs: make(map[string]*atomic.Uint64, len(files)), seen: map[uint64]uint64{}}
+	r := &Reader{root: root, pid: pid, dir: dir, maxFDs: MaxFDs, errs: make(map[string]*atomic.Uint64, len(files)), seen: map[uint64]uint64{}}
 	for _, f := range files {
 		r.errs[f] = new(atomic.Uint64)
 	}

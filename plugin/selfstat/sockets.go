@@ -73,7 +73,7 @@ func (r *Reader) socketInodes() (map[uint64]struct{}, bool, error) {
 	for n := 0; ; {
 		names, err := f.Readdirnames(1024)
 		for _, name := range names {
-			if n == MaxFDs {
+			if n == r.maxFDs {
 				return own, true, nil
 			}
 			n++
