@@ -20,9 +20,9 @@ func (r *Reader) readCPU(p procfs.Proc, s *Snapshot) {
 	}
 	s.CPU.Cgroup, s.CPU.Version = dir, version
 
-	usec := "throttled_time" // v1: nanoseconds
+	throttled, scale := "throttled_time", uint64(1) // v1: nanoseconds
 	if version == 2 {
-		usec = "throttled_usec"
+		throttled, scale = "throttled_usec", 1000
 	}
 	if data, err := r.readFile(FileCPUStat, filepath.Join(dir, FileCPUStat)); err == nil {
 		var c CPU
@@ -32,11 +32,8 @@ func (r *Reader) readCPU(p procfs.Proc, s *Snapshot) {
 				c.Periods = Count{v, true}
 			case "nr_throttled":
 				c.ThrottledPeriods = Count{v, true}
-			case usec:
-				if version == 2 {
-					v *= 1000
-				}
-				c.ThrottledNanos = Count{v, true}
+			case throttled:
+				c.ThrottledNanos = Count{v * scale, true}
 			}
 		})
 		if err != nil {
@@ -146,9 +143,7 @@ func underRoot(path, root string) (string, bool) {
 // any other line makes the file malformed.
 func parseKeyValues(data []byte, fn func(key string, v uint64)) error {
 	var buf [3][]byte
-	for len(data) > 0 {
-		var line []byte
-		line, data, _ = bytes.Cut(data, []byte{'\n'})
+	for line := range bytes.Lines(data) {
 		f := fields(line, buf[:0])
 		if len(f) == 0 {
 			continue

@@ -84,7 +84,7 @@ func errorsOf(r *Reader) map[string]uint64 {
 }
 
 // fixtureFile returns a file of testdata/tree.
-func fixtureFile(t *testing.T, tree, path string) []byte {
+func fixtureFile(t testing.TB, tree, path string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata", tree, path))
 	if err != nil {

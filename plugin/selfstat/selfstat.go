@@ -65,9 +65,9 @@ type CPU struct {
 
 // Snapshot is one reading of every figure.
 type Snapshot struct {
-	// SocketDrops counts the datagrams the kernel dropped on this process's
-	// UDP sockets since the Reader first saw each of them. It never
-	// decreases: the drops of a socket that has closed stay in it.
+	// SocketDrops counts the datagrams the kernel dropped on the UDP sockets
+	// of this process the Reader has seen, each since the socket was opened.
+	// It never decreases: the drops of a socket that has closed stay in it.
 	SocketDrops Count
 	// Sockets lists the UDP sockets this process holds now, by local
 	// address, with each socket's own drops column.
@@ -130,7 +130,7 @@ type Reader struct {
 }
 
 // NewReader returns a Reader of this process, with /proc and /sys/fs/cgroup
-// under root ("/" on a real system).
+// under root: "/" on a real system, a fixture tree in tests.
 func NewReader(root string) *Reader { return newReader(root, 0, "self") }
 
 // NewReaderFor returns a Reader of process pid. The tests use it to read a

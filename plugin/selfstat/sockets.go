@@ -109,9 +109,7 @@ func parseNetUDP(data []byte, own map[uint64]struct{}, out []Socket) ([]Socket, 
 		return out, errMalformed
 	}
 	var buf [16][]byte
-	for len(data) > 0 {
-		var line []byte
-		line, data, _ = bytes.Cut(data, []byte{'\n'})
+	for line := range bytes.Lines(data) {
 		f := fields(line, buf[:0])
 		if len(f) == 0 {
 			continue
@@ -161,15 +159,16 @@ func parseSockAddr(b []byte) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(netip.AddrFrom16(ip), uint16(p)), nil
 }
 
-// fields appends the space-separated fields of line to dst, without
+// fields appends the blank-separated fields of line to dst, without
 // allocating while dst has room.
 func fields(line []byte, dst [][]byte) [][]byte {
+	const blanks = " \t\n"
 	for {
-		line = bytes.TrimLeft(line, " \t")
+		line = bytes.TrimLeft(line, blanks)
 		if len(line) == 0 {
 			return dst
 		}
-		i := bytes.IndexAny(line, " \t")
+		i := bytes.IndexAny(line, blanks)
 		if i < 0 {
 			return append(dst, line)
 		}
