@@ -67,7 +67,7 @@ func TestFigures(t *testing.T) {
 	}
 	f := rep.FailedNames[0]
 	if f.Name != "svc.ns.svc.cluster.local." || f.QType != "A" || f.Rcode == nil || *f.Rcode != "SERVFAIL" ||
-		f.Count != 10 || f.Internal != 10 || f.External != 0 || f.Overcount != 0 || !f.Last.Equal(t0.Add(30*time.Second)) {
+		f.Count != 10 || f.Internal != 10 || f.External != 0 || f.Overcount != 0 || f.Upstream != "" || !f.Last.Equal(t0.Add(30*time.Second)) {
 		t.Errorf("FailedNames[0] %+v", f)
 	}
 
@@ -183,7 +183,7 @@ func TestNameTableEviction(t *testing.T) {
 	}
 	rep := r.close(t0.Add(time.Minute), System{})
 	top := rep.FailedNames[0]
-	if top.Name != "late.example." || top.Count != 6 || top.Overcount != 1 || top.External != 5 {
+	if top.Name != "late.example." || top.Count != 6 || top.Overcount != 1 || top.External != 5 || top.Upstream != up1.String() {
 		t.Errorf("top %+v, want late.example. counted 6 (5 + 1 inherited)", top)
 	}
 	if rep.FailedNamesEvicted != 45 {

@@ -2,6 +2,7 @@ package report
 
 import (
 	"cmp"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -32,6 +33,7 @@ type nameEntry struct {
 	external uint64 // of count, forwarded sessions
 	internal uint64 // of count, sessions answered inside CoreDNS
 	last     time.Time
+	upstream netip.AddrPort // the last forwarded failure's last upstream
 }
 
 // nameTable is a Space-Saving summary of the window's failing names: when
@@ -87,6 +89,9 @@ func (t *nameTable) observe(s *Session, now time.Time) {
 	e.last = now
 	if s.External {
 		e.external++
+		if n := len(s.Attempts); n > 0 {
+			e.upstream = s.Attempts[n-1].Upstream
+		}
 		return
 	}
 	if e.external > 0 {

@@ -84,6 +84,8 @@ type FailedName struct {
 	External  uint64
 	Internal  uint64
 	Last      time.Time
+	// Upstream is where the last forwarded failure was last sent.
+	Upstream string `json:",omitempty"`
 }
 
 // SocketReport is SocketFigures in the report.
@@ -209,6 +211,9 @@ func (e nameEntry) report() FailedName {
 	f := FailedName{
 		Name: e.key.name, QType: dns.Type(e.key.qtype).String(),
 		Count: e.count, Overcount: e.over, External: e.external, Internal: e.internal, Last: e.last.UTC(),
+	}
+	if e.upstream.IsValid() {
+		f.Upstream = e.upstream.String()
 	}
 	if e.key.rcode >= 0 {
 		rc := rcodeName(e.key.rcode)

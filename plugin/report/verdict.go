@@ -62,7 +62,7 @@ func everythingFailingText(r *Report, intOwn uint64) string {
 		"The guide's case \"both cluster-internal and cluster-external domain names fail\" points at CoreDNS itself or its configuration: "+
 		"check the CoreDNS pods' status and restarts, their operational logs (API server or upstream connection errors, plugin errors after a Corefile change) and the Corefile; "+
 		"if kernel drops or CPU throttling are reported too, see coredns_overloaded.%s",
-		intOwn, r.Internal.Sessions, r.External.Failed, r.External.Sessions, namesText(r, " Most failing:", false, false))
+		intOwn, r.Internal.Sessions, r.External.Failed, r.External.Sessions, " Most failing:"+namesText(r, false))
 }
 
 func upstreamFailingText(c Config, r *Report) string {
@@ -80,10 +80,10 @@ func upstreamFailingText(c Config, r *Report) string {
 		b.WriteString(" No upstream's attempts failed: the sessions failed after their upstream answered; their session lines' Cause tells how.")
 	}
 	b.WriteString(" A ticket to the upstream's operator needs the affected names, the rcode, the time to the second and this instance:")
-	b.WriteString(namesText(r, "", true, true))
-	fmt.Fprintf(&b, " between %s and %s", r.Start.Format(time.RFC3339), r.End.Format(time.RFC3339))
+	b.WriteString(namesText(r, true))
+	fmt.Fprintf(&b, "; window %s to %s", r.Start.Format(time.RFC3339), r.End.Format(time.RFC3339))
 	if r.Instance != "" {
-		fmt.Fprintf(&b, ", instance %s", r.Instance)
+		fmt.Fprintf(&b, "; instance %s", r.Instance)
 	}
 	b.WriteString(". If attempts go unanswered, test the path from CoreDNS's network namespace to the upstream (dig @upstream), its security groups and its load; " +
 		"SERVFAIL or REFUSED points at the upstream's configuration for those zones (conditional forwarders, PrivateZone).")
@@ -146,7 +146,7 @@ func internalFailingText(r *Report, intOwn uint64) string {
 		"kubernetes, file, hosts or template answered SERVFAIL (or nothing), or the cache served failures it had stored: "+
 		"check the kubernetes plugin's connection to the API server and its logs, the zones' files, and the Corefile's answering plugins "+
 		"(failures that repeat an upstream's are counted as the upstream's: %d).%s",
-		intOwn, r.Internal.Sessions, r.Internal.FailedCachedUpstream, namesText(r, " Most failing:", false, false))
+		intOwn, r.Internal.Sessions, r.Internal.FailedCachedUpstream, " Most failing:"+namesText(r, false))
 }
 
 func overloadedText(c Config, r *Report) string {
@@ -192,8 +192,8 @@ func searchPathText(r *Report) string {
 }
 
 // namesText lists the most failing names for a verdict's text; external
-// selects only forwarded failures, withTime adds when each last failed.
-func namesText(r *Report, prefix string, external, withTime bool) string {
+// selects forwarded failures, with their upstream and when each last failed.
+func namesText(r *Report, external bool) string {
 	var parts []string
 	for _, f := range r.FailedNames {
 		if external && f.External == 0 {
@@ -204,15 +204,15 @@ func namesText(r *Report, prefix string, external, withTime bool) string {
 			rc = *f.Rcode
 		}
 		s := fmt.Sprintf(" %s %s %s x%d", f.Name, f.QType, rc, f.Count)
-		if withTime {
-			s += " last at " + f.Last.Format(time.RFC3339)
+		if external {
+			s += fmt.Sprintf(" via %s, last at %s", f.Upstream, f.Last.Format(time.RFC3339))
 		}
 		parts = append(parts, s)
 		if len(parts) == 3 {
 			break
 		}
 	}
-	return prefix + strings.Join(parts, ",") + " (see FailedNames)"
+	return strings.Join(parts, ";") + " (see FailedNames)"
 }
 
 func percent(n, of uint64) string {
