@@ -4,8 +4,6 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
-
-	"github.com/miekg/dns"
 )
 
 // bucketBounds are the upper bounds of the attempt-duration histogram, from
@@ -111,21 +109,6 @@ func (w *upstreamWindow) p99() time.Duration {
 		}
 	}
 	return w.max
-}
-
-// failedAttempts are the attempts that did not bring a usable answer: no
-// answer, or an rcode other than NOERROR and NXDOMAIN.
-// They are summed rather than subtracted from attempts: Tick zeroes the
-// counters one by one, so an attempt counted during Tick may be in one
-// counter of this window and another of the next.
-func (w *upstreamWindow) failedAttempts() uint64 {
-	n := w.noAnswer
-	for rc, c := range w.rcodes {
-		if rc != dns.RcodeSuccess && rc != dns.RcodeNameError {
-			n += c
-		}
-	}
-	return n
 }
 
 // maxUpstreams caps the upstreams the report tracks. forward's upstreams

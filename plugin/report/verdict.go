@@ -61,8 +61,8 @@ func everythingFailingText(r *Report, intOwn uint64) string {
 	return fmt.Sprintf("Both cluster-internal and external names fail: %d of %d sessions answered inside CoreDNS and %d of %d forwarded ones. "+
 		"The guide's case \"both cluster-internal and cluster-external domain names fail\" points at CoreDNS itself or its configuration: "+
 		"check the CoreDNS pods' status and restarts, their operational logs (API server or upstream connection errors, plugin errors after a Corefile change) and the Corefile; "+
-		"if kernel drops or CPU throttling are reported too, see coredns_overloaded.%s",
-		intOwn, r.Internal.Sessions, r.External.Failed, r.External.Sessions, " Most failing:"+namesText(r, false))
+		"if kernel drops or CPU throttling are reported too, see coredns_overloaded. Most failing:%s",
+		intOwn, r.Internal.Sessions, r.External.Failed, r.External.Sessions, namesText(r, false))
 }
 
 func upstreamFailingText(c Config, r *Report) string {
@@ -77,7 +77,7 @@ func upstreamFailingText(c Config, r *Report) string {
 		fmt.Fprintf(&b, " Upstream %s: %d attempts, %s, p99 %s.", u.Address, u.Attempts, upstreamPattern(u), msText(u.P99Ms))
 	}
 	if len(bad) == 0 {
-		b.WriteString(" No upstream's attempts failed: the sessions failed after their upstream answered; their session lines' Cause tells how.")
+		b.WriteString(" No upstream's failed attempts reach the failure share: the session lines' Cause tells how these sessions failed.")
 	}
 	b.WriteString(" A ticket to the upstream's operator needs the affected names, the rcode, the time to the second and this instance:")
 	b.WriteString(namesText(r, true))
@@ -103,40 +103,47 @@ func failingUpstreams(c Config, us []Upstream) []Upstream {
 	return bad
 }
 
-func attemptsFailed(u Upstream) uint64 {
-	n := u.NoAnswer
-	for rc, c := range u.Rcodes {
-		if rc != "NOERROR" && rc != "NXDOMAIN" {
-			n += c
-		}
-	}
-	return n
+// failure is one way an upstream's attempts failed, with its count.
+type failure struct {
+	what string
+	n    uint64
 }
 
-// upstreamPattern names how an upstream fails, most frequent first:
-// "90% no answer, 5% SERVFAIL".
-func upstreamPattern(u Upstream) string {
-	type part struct {
-		what string
-		n    uint64
+// failures are an upstream's failed attempts by kind (no answer, or an
+// rcode other than NOERROR and NXDOMAIN), most frequent first.
+func failures(u Upstream) []failure {
+	var f []failure
+	if u.NoAnswer > 0 {
+		f = append(f, failure{"no answer", u.NoAnswer})
 	}
-	parts := []part{{"no answer", u.NoAnswer}}
 	for rc, n := range u.Rcodes {
 		if rc != "NOERROR" && rc != "NXDOMAIN" {
-			parts = append(parts, part{rc, n})
+			f = append(f, failure{rc, n})
 		}
 	}
-	slices.SortFunc(parts, func(a, b part) int {
+	slices.SortFunc(f, func(a, b failure) int {
 		if c := cmp.Compare(b.n, a.n); c != 0 {
 			return c
 		}
 		return strings.Compare(a.what, b.what)
 	})
+	return f
+}
+
+func attemptsFailed(u Upstream) uint64 {
+	var n uint64
+	for _, f := range failures(u) {
+		n += f.n
+	}
+	return n
+}
+
+// upstreamPattern names how an upstream fails, as shares of its attempts:
+// "90% no answer, 5% SERVFAIL".
+func upstreamPattern(u Upstream) string {
 	var out []string
-	for _, p := range parts {
-		if p.n > 0 {
-			out = append(out, fmt.Sprintf("%s %s", percent(p.n, u.Attempts), p.what))
-		}
+	for _, f := range failures(u) {
+		out = append(out, percent(f.n, u.Attempts)+" "+f.what)
 	}
 	return strings.Join(out, ", ")
 }
@@ -145,8 +152,8 @@ func internalFailingText(r *Report, intOwn uint64) string {
 	return fmt.Sprintf("Names answered inside CoreDNS fail while forwarded ones do not: %d of %d internal sessions failed. "+
 		"kubernetes, file, hosts or template answered SERVFAIL (or nothing), or the cache served failures it had stored: "+
 		"check the kubernetes plugin's connection to the API server and its logs, the zones' files, and the Corefile's answering plugins "+
-		"(failures that repeat an upstream's are counted as the upstream's: %d).%s",
-		intOwn, r.Internal.Sessions, r.Internal.FailedCachedUpstream, " Most failing:"+namesText(r, false))
+		"(failures that repeat an upstream's are counted as the upstream's: %d). Most failing:%s",
+		intOwn, r.Internal.Sessions, r.Internal.FailedCachedUpstream, namesText(r, false))
 }
 
 func overloadedText(c Config, r *Report) string {

@@ -276,3 +276,17 @@ func TestVerdictOrder(t *testing.T) {
 	feed(r, 10, Session{Hints: HintRetransmitAfterAnswer, SearchCandidates: 10})
 	wantCodes(t, r, System{Sockets: SocketFigures{Present: true, Drops: 1}}, CodeEverythingFailing, CodeOverloaded, CodeAnswersLost, CodeSearchPath)
 }
+
+// Forwarded sessions can fail although their upstream answered (say, an
+// answer too big for the client): the verdict accuses no upstream.
+func TestUpstreamFailingWithoutFailingUpstream(t *testing.T) {
+	r := newTestReporter(DefaultConfig())
+	s := external("big.example.", up1, dns.RcodeSuccess, time.Millisecond)
+	s.Failed, s.Rcode = true, dns.RcodeServerFailure
+	feed(r, 20, s)
+	rep := wantCodes(t, r, System{}, CodeUpstreamFailing)
+	text := verdictText(t, rep, CodeUpstreamFailing)
+	if strings.Contains(text, "Upstream "+up1.String()) || !strings.Contains(text, "No upstream's failed attempts reach the failure share") {
+		t.Errorf("text:\n%s", text)
+	}
+}
