@@ -11,6 +11,7 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/dnsdiag/dnsdiag/plugin/hints"
 )
 
 var log = clog.NewWithPlugin("dnsdiag")
@@ -31,18 +32,22 @@ func setup(c *caddy.Controller) error {
 		d.hookForwards()
 		return nil
 	})
-	if d.policy.limiter.rate > 0 {
-		stop := make(chan struct{})
-		var once sync.Once
-		c.OnStartup(func() error {
-			go d.policy.limiter.run(stop)
-			return nil
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.OnStartup(func() error {
+		go func() {
+			d.run(stop)
+			close(stopped)
+		}()
+		return nil
+	})
+	c.OnShutdown(func() error {
+		once.Do(func() {
+			close(stop)
+			<-stopped // held sessions are emitted before the final flush
 		})
-		c.OnShutdown(func() error {
-			once.Do(func() { close(stop) })
-			return nil
-		})
-	}
+		return nil
+	})
 	c.OnFinalShutdown(func() error {
 		lines.flush(flushTimeout)
 		return nil
@@ -67,6 +72,9 @@ func newDnsdiag(c *caddy.Controller) (*Dnsdiag, error) {
 		return nil, err
 	}
 	if d.tap, err = newTap(&tapSink{d: d}); err != nil {
+		return nil, err
+	}
+	if d.diag, err = newDiagnosis(hints.Config{}); err != nil {
 		return nil, err
 	}
 	d.metrics = newInstanceMetrics()
@@ -167,7 +175,13 @@ func parseOption(c *caddy.Controller, p *policy, opt string) error {
 		if len(args) != 1 || err != nil {
 			return c.Errf("rate: want lines per second (0 for no limit), got %q", strings.Join(args, " "))
 		}
-		p.limiter.setRate(int64(n))
+		p.setRate(int64(n))
+	case "hints":
+		codes, err := parseHintCodes(args)
+		if err != nil {
+			return c.Errf("hints: %v", err)
+		}
+		p.hintCodes = codes
 	case "messages":
 		if len(args) != 1 || (args[0] != "full" && args[0] != "header") {
 			return c.Errf("messages: want full or header, got %q", strings.Join(args, " "))
@@ -190,13 +204,41 @@ func validate(c *caddy.Controller, p *policy, set map[string]int) error {
 		return errAt("status", "use either 'log' or 'status', not both: 'status' is the finer form of 'log'")
 	}
 	if set["log"] > 0 && p.selectsNoStatus() {
-		for _, opt := range []string{"bitmap", "slow", "sample", "rate", "messages"} {
+		for _, opt := range []string{"bitmap", "slow", "sample", "rate", "messages", "hints"} {
 			if set[opt] > 0 {
 				return errAt(opt, fmt.Sprintf("'log none' logs nothing, so %q has no effect: remove it", opt))
 			}
 		}
+		p.hintCodes = 0
 	}
 	return nil
+}
+
+// parseHintCodes reads the arguments of `hints`: all, none, or codes.
+func parseHintCodes(args []string) (uint8, error) {
+	if len(args) == 1 && (args[0] == "all" || args[0] == "none") {
+		if args[0] == "all" {
+			return allHintCodes, nil
+		}
+		return 0, nil
+	}
+	var codes uint8
+	for _, a := range args {
+		c := codeIndex(hints.Code(a))
+		if c < 0 {
+			return 0, fmt.Errorf("want all, none or hint codes (%s), got %q", strings.Join(hintCodeNames(), ", "), a)
+		}
+		codes |= 1 << c
+	}
+	return codes, nil
+}
+
+func hintCodeNames() []string {
+	names := make([]string, len(hints.Codes))
+	for i, c := range hints.Codes {
+		names[i] = string(c)
+	}
+	return names
 }
 
 func parseStatus(s string) (status, bool) {
