@@ -127,24 +127,30 @@ type variant struct {
 
 var kinds = []string{"plain", "dnsdiag", "logall", "dnstap"}
 
+// kubeKinds are compared on the kube-system chain: the dnstap streaming and
+// the log plugin that `log all` competes with too.
+var kubeKinds = []string{"plain", "dnsdiag", "logall", "dnstap", "logplugin"}
+
 var kindTitle = map[string]string{
-	"plain":   "plain",
-	"dnsdiag": "dnsdiag (default policy)",
-	"logall":  "dnsdiag `log all` + `rate 0` → file",
-	"dnstap":  "`dnstap tcp://… full` → sink",
+	"plain":     "plain",
+	"dnsdiag":   "dnsdiag (default policy)",
+	"logall":    "dnsdiag `log all` + `rate 0` → file",
+	"dnstap":    "`dnstap tcp://… full` → sink",
+	"logplugin": "CoreDNS's `log` plugin → file",
 }
 
-var trafficTitle = map[string]string{"cache": "cache hit", "forward": "forwarded", "kube": "cache hit, kube-system chain"}
+var trafficTitle = map[string]string{"cache": "cache hit", "forward": "forwarded", "kube": "cache hit, kube-system chain",
+	"kubefwd": "forwarded, kube-system chain without cache"}
 
 // traffics are the traffic kinds in report order. "kube" is cache-hit
 // traffic through the query-path plugins of the stock kube-system Corefile:
-// what an operator runs, where the plain chain is already deep. It only
-// compares plain and dnsdiag.
-var traffics = []string{"cache", "forward", "kube"}
+// what an operator runs, where the plain chain is already deep; "kubefwd"
+// is the same chain without cache, every query forwarded.
+var traffics = []string{"cache", "forward", "kube", "kubefwd"}
 
 func kindsOf(traffic string) []string {
-	if traffic == "kube" {
-		return []string{"plain", "dnsdiag"}
+	if traffic == "kube" || traffic == "kubefwd" {
+		return kubeKinds
 	}
 	return kinds
 }
@@ -355,7 +361,7 @@ func benchmain(cfg *config) error {
 
 	if cfg.memDuration > 0 {
 		for _, v := range variants {
-			if v.Kind != "dnsdiag" || v.Traffic == "kube" {
+			if v.Kind != "dnsdiag" || v.Traffic == "kube" || v.Traffic == "kubefwd" {
 				continue
 			}
 			m := memoryRun(cfg, v, up.Process.Pid)
