@@ -36,7 +36,7 @@ import (
 // sessions leaves DNS's counts alone), and their upstream {{UP}} in the same
 // process: ok.test answers, nx.test NXDOMAIN, fail.test SERVFAIL, and
 // silent.test is dropped, so forward gets no answer.
-const monCorefile = `
+var monCorefile = `
 .:{{DNS}} {
     bind 127.0.0.1
     prometheus 127.0.0.1:{{PROM}}
@@ -54,22 +54,10 @@ const monCorefile = `
     cache
     forward . 127.0.0.1:{{UP}}
 }
-.:{{UP}} {
-    bind 127.0.0.1
-    acl silent.test {
-        drop
-    }
-    template IN A ok.test {
-        answer "{{ .Name }} 60 IN A 192.0.2.1"
-    }
-    template IN ANY nx.test {
-        rcode NXDOMAIN
-    }
-    template IN ANY fail.test {
-        rcode SERVFAIL
-    }
-}
-`
+` + monUpstreamBlock
+
+// monUpstreamBlock is mtUpstreamBlock dropping silent.test.
+var monUpstreamBlock = strings.Replace(mtUpstreamBlock, "\tbind 127.0.0.1\n", "\tbind 127.0.0.1\n\tacl silent.test {\n\t\tdrop\n\t}\n", 1)
 
 // What one round of monRound does to each pod's DNS block, by status and
 // BitMap; the lines the default policy writes (the failed ones) and the
