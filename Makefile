@@ -51,6 +51,33 @@ e2e-race: e2e-tools
 	CGO_ENABLED=1 $(GO) build -race -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o coredns-race ./build/coredns
 	COREDNS_BINARY=$(CURDIR)/coredns-race $(GO) test -count=1 -timeout 20m -skip '^(TestOverload|TestK8sKubeSystem)$$' ./e2e/...
 
+# monitoring-tools: Debian's prometheus package (prometheus and promtool),
+# installed when missing, with service starts denied (policy-rc.d) so that
+# its postinst leaves no prometheus running on :9090: the tests start their
+# own, on a free loopback port with a temporary directory.
+monitoring-tools:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+		apt-get update -qq; policy=; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then policy=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' >$$policy; chmod +x $$policy; fi; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; rc=$$?; \
+		if [ -n "$$policy" ]; then rm -f $$policy; fi; exit $$rc; }
+
+# monitoring: promtool checks build/monitoring's alert rules and runs their
+# unit tests (each alert fires, and does not); e2e/monitoring_test.go
+# evaluates them and the dashboard against a real Prometheus scraping
+# ./coredns. monitoring-rule regenerates the PrometheusRule manifest from
+# the rules file.
+monitoring: monitoring-tools
+	promtool check rules build/monitoring/dnsdiag-alerts.rules.yml
+	promtool test rules build/monitoring/dnsdiag-alerts.test.yml
+
+monitoring-rule:
+	$(GO) run ./build/monitoring/mkrule build/monitoring/dnsdiag-alerts.prometheusrule.yaml
+
+.PHONY: monitoring monitoring-tools monitoring-rule
+e2e-tools: monitoring-tools
+test: monitoring
+
 # Each fuzz target also runs for a bounded time on every `make test`.
 TESTFUZZTIME ?= 8s
 test: vet unit
