@@ -56,8 +56,8 @@ var monCorefile = `
 }
 ` + monUpstreamBlock
 
-// monUpstreamBlock is mtUpstreamBlock dropping silent.test.
-var monUpstreamBlock = strings.Replace(mtUpstreamBlock, "\tbind 127.0.0.1\n", "\tbind 127.0.0.1\n\tacl silent.test {\n\t\tdrop\n\t}\n", 1)
+// monUpstreamBlock is richUpstream dropping silent.test.
+var monUpstreamBlock = strings.Replace(richUpstream, "    bind 127.0.0.1\n", "    bind 127.0.0.1\n    acl silent.test {\n        drop\n    }\n", 1)
 
 // What one round of monRound does to each pod's DNS block, by status and
 // BitMap; the lines the default policy writes (the failed ones) and the

@@ -28,10 +28,16 @@ var self = selfstat.NewReader("/")
 
 var registerSelf sync.Once
 
-// registerSelfMetrics exports self's figures, read at scrape time, once
-// per process whatever the number of instances and reloads.
+// registerSelfMetrics exports self's figures, read at scrape time, and the
+// verdict counters, once per process whatever the number of instances and
+// reloads.
 func registerSelfMetrics() {
-	registerSelf.Do(func() { prometheus.MustRegister(selfstat.NewCollector(self)) })
+	registerSelf.Do(func() {
+		prometheus.MustRegister(selfstat.NewCollector(self))
+		for _, code := range report.Codes {
+			verdictCounter(code) // every verdict has a series from the start, at 0
+		}
+	})
 }
 
 // reportHints maps each hint code (by its place in hints.Codes) to the
