@@ -55,8 +55,11 @@ func hintsOf(t testing.TB, l Line) []hint {
 	if err := json.Unmarshal([]byte(l.Raw), &v); err != nil {
 		t.Fatalf("Hints of %s: %v", l.Raw, err)
 	}
+	if len(v.Hints) != len(l.Hints) {
+		t.Fatalf("%d hints, dnsdiagtest parses %d: %s", len(v.Hints), len(l.Hints), l.Raw)
+	}
 	for i, h := range v.Hints {
-		if h.Code == "" || h.Text == "" || i >= len(l.Hints) || l.Hints[i].Code != h.Code {
+		if h.Code == "" || h.Text == "" || l.Hints[i].Code != h.Code || l.Hints[i].Text != h.Text {
 			t.Fatalf("hint %d without Code or Text, or not what dnsdiagtest parses: %s", i, l.Raw)
 		}
 	}
@@ -92,7 +95,8 @@ func logLine(t testing.TB, scenario string, l Line) {
 	t.Logf("%s: %s", scenario, raw)
 }
 
-// isBool, isMs: a detail that must be present with a value.
+// isBool and inMs report whether a detail is present, with value want or
+// within [lo, hi]; msOf renders one for a failure message.
 func isBool(p *bool, want bool) bool { return p != nil && *p == want }
 
 func inMs(p *float64, lo, hi float64) bool { return p != nil && *p >= lo && *p <= hi }
@@ -521,6 +525,17 @@ func TestHintsPairLostQuery(t *testing.T) {
 	wantHintCounts(t, s, "DNS", map[hints.Code]float64{hints.RetransmitAfterAnswer: 1, hints.ParallelAAAAA: 1})
 }
 
+// forwardToUp is a client block with the default policy forwarding
+// everything to {{UP}}.
+const forwardToUp = `
+.:{{DNS}} {
+    bind 127.0.0.1
+    prometheus 127.0.0.1:{{PROM}}
+    dnsdiag
+    forward . 127.0.0.1:{{UP}}
+}
+`
+
 // TestHintsDigRetransmitUnanswered: dig +tries=2 +time=1 against an
 // upstream that never answers: its second try, same ID from a new port,
 // arrives while the first is still waiting for the upstream.
@@ -529,13 +544,7 @@ func TestHintsDigRetransmitUnanswered(t *testing.T) {
 	if _, err := exec.LookPath("dig"); err != nil {
 		t.Fatalf("dig is not installed (make e2e-tools installs bind9-dnsutils): %v", err)
 	}
-	s := Start(t, `
-.:{{DNS}} {
-    bind 127.0.0.1
-    prometheus 127.0.0.1:{{PROM}}
-    dnsdiag
-    forward . 127.0.0.1:{{UP}}
-}
+	s := Start(t, forwardToUp+`
 .:{{UP}} {
     bind 127.0.0.1
     erratic {
@@ -699,14 +708,7 @@ func udpOnlyUpstream(t *testing.T) int {
 func TestHintsUpstreamTCPFailed(t *testing.T) {
 	t.Parallel()
 	up := udpOnlyUpstream(t)
-	s := Start(t, `
-.:{{DNS}} {
-    bind 127.0.0.1
-    prometheus 127.0.0.1:{{PROM}}
-    dnsdiag
-    forward . 127.0.0.1:{{UP}}
-}
-`, map[string]int{"UP": up})
+	s := Start(t, forwardToUp, map[string]int{"UP": up})
 	upstream := s.Addr("UP")
 	failedTCP := func(name string) (Line, hint) {
 		t.Helper()
