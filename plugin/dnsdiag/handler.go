@@ -28,6 +28,7 @@ type Dnsdiag struct {
 	bg      backgrounds
 	metrics *instanceMetrics
 	diag    *diagnosis
+	report  *reporting // nil with `report off`
 
 	// lastServer is the server label of the latest client session, for
 	// background sessions, which have no query context to take it from.
@@ -107,9 +108,12 @@ func (d *Dnsdiag) release(s *session, extra []hints.Hint) {
 	d.decide(s.metrics, s)
 }
 
-// decide logs the counted session if the policy keeps it, and recycles it
-// otherwise.
+// decide counts the session, its verdict now final, into the report, then
+// logs it if the policy keeps it and recycles it otherwise.
 func (d *Dnsdiag) decide(m *serverMetrics, s *session) {
+	if d.report != nil {
+		d.report.observe(s)
+	}
 	if !d.keep(m, s) {
 		s.recycle()
 		return

@@ -60,6 +60,11 @@ var (
 		Help: "Findings of the cross-session detectors by code (retransmissions, A/AAAA pair, search walk, truncation, upstream TCP), whatever the log policy.",
 	}, []string{"server", "code"})
 
+	verdictsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace, Subsystem: "dnsdiag", Name: "verdicts_total",
+		Help: "Verdicts of the periodic report by code (upstream_failing, coredns_overloaded, answers_lost, search_path, internal_failing, everything_failing).",
+	}, []string{"code"})
+
 	droppedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace, Subsystem: "dnsdiag", Name: "dropped_total",
 		Help: "Work dnsdiag shed to protect the query path, by reason.",
@@ -92,6 +97,10 @@ func dropped(reason string) {
 	}
 	c.(prometheus.Counter).Inc()
 }
+
+// verdictCounter is the counter of one verdict code; a report is written
+// at most once per window, so resolving it each time costs nothing.
+func verdictCounter(code string) prometheus.Counter { return verdictsTotal.WithLabelValues(code) }
 
 // instanceMetrics resolves labelled series once per server and keeps them,
 // so that counting a session does no label hashing or allocation.

@@ -81,6 +81,14 @@ func TestLimiter(t *testing.T) {
 	if got := l.suppressed.Load(); got != 100-int64(allowed)+1 {
 		t.Errorf("suppressed %d, want %d", got, 100-allowed+1)
 	}
+	// A held session is decided after later ones, with its own (earlier)
+	// end: that must neither earn tokens nor take them back.
+	var late limiter
+	late.setRate(10)
+	late.allow(now.Add(3 * time.Second))
+	if !late.allow(now) {
+		t.Error("a session that ended before the latest one seen found no token: its time took tokens back")
+	}
 	var unlimited limiter
 	for range 1000 {
 		if !unlimited.allow(now) {

@@ -30,19 +30,22 @@ func (l *limiter) setRate(n int64) {
 	l.tokens = float64(n * defaultRateBurst)
 }
 
-// allow takes a token at time now, or counts a suppressed line.
+// allow takes a token at time now, or counts a suppressed line. Sessions
+// do not end in order (a held session is decided seconds after it ended),
+// so a time before the latest one seen adds no tokens, and takes none
+// back.
 func (l *limiter) allow(now time.Time) bool {
 	if l.rate == 0 {
 		return true
 	}
 	l.mu.Lock()
-	if !l.last.IsZero() {
-		l.tokens += now.Sub(l.last).Seconds() * float64(l.rate)
-		if limit := float64(l.rate * defaultRateBurst); l.tokens > limit {
-			l.tokens = limit
-		}
-	}
 	if now.After(l.last) {
+		if !l.last.IsZero() {
+			l.tokens += now.Sub(l.last).Seconds() * float64(l.rate)
+			if limit := float64(l.rate * defaultRateBurst); l.tokens > limit {
+				l.tokens = limit
+			}
+		}
 		l.last = now
 	}
 	ok := l.tokens >= 1

@@ -12,6 +12,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/dnsdiag/dnsdiag/plugin/hints"
+	"github.com/dnsdiag/dnsdiag/plugin/report"
 )
 
 var log = clog.NewWithPlugin("dnsdiag")
@@ -78,6 +79,7 @@ func newDnsdiag(c *caddy.Controller) (*Dnsdiag, error) {
 		return nil, err
 	}
 	d.metrics = newInstanceMetrics()
+	registerSelfMetrics()
 	return d, nil
 }
 
@@ -94,6 +96,7 @@ func (d *Dnsdiag) hookForwards() {
 func parse(c *caddy.Controller) (*Dnsdiag, error) {
 	d := &Dnsdiag{limits: defaultLimits()}
 	d.policy.setDefaults()
+	rep := reportOptions{every: defaultReportInterval, thresholds: report.DefaultConfig()}
 	for i := 0; c.Next(); i++ {
 		if i > 0 {
 			return nil, c.Err(plugin.ErrOnce.Error())
@@ -104,17 +107,27 @@ func parse(c *caddy.Controller) (*Dnsdiag, error) {
 		set := map[string]int{} // option -> its line
 		for c.NextBlock() {
 			opt := c.Val()
-			if set[opt] > 0 {
-				return nil, c.Errf("duplicate option %q", opt)
+			key, err := opt, error(nil)
+			switch opt {
+			case "report", "threshold":
+				key, err = parseReportOption(c, &rep, opt)
+			default:
+				err = parseOption(c, &d.policy, opt)
 			}
-			if err := parseOption(c, &d.policy, opt); err != nil {
+			if err != nil {
 				return nil, err
 			}
-			set[opt] = c.Line()
+			if set[key] > 0 {
+				return nil, c.Errf("duplicate option %q", key)
+			}
+			set[key] = c.Line()
 		}
 		if err := validate(c, &d.policy, set); err != nil {
 			return nil, err
 		}
+	}
+	if rep.every > 0 {
+		d.report = newReporting(rep.thresholds, rep.every)
 	}
 	return d, nil
 }
@@ -212,6 +225,45 @@ func validate(c *caddy.Controller, p *policy, set map[string]int) error {
 		p.hintCodes = 0
 	}
 	return nil
+}
+
+// reportOptions are the report's options, parsed before the report exists.
+type reportOptions struct {
+	every      time.Duration // 0: report off
+	thresholds report.Config
+}
+
+// parseReportOption parses `report DURATION|off` and `threshold NAME VALUE`
+// into o. key is what a repetition is recognised by: each threshold may be
+// given once.
+func parseReportOption(c *caddy.Controller, o *reportOptions, opt string) (key string, err error) {
+	args := c.RemainingArgs()
+	switch {
+	case opt == "report" && len(args) == 1 && args[0] == "off":
+		o.every = 0
+		return opt, nil
+	case opt == "report":
+		d, err := time.ParseDuration(strings.Join(args, " "))
+		if len(args) != 1 || err != nil || d < time.Second {
+			return "", c.Errf("report: want a window of at least 1s such as 1m, or off, got %q", strings.Join(args, " "))
+		}
+		o.every = d
+		return opt, nil
+	}
+	if len(args) != 2 {
+		return "", c.Errf("threshold: want NAME VALUE, NAME one of %s", strings.Join(thresholdNames(), ", "))
+	}
+	t := thresholdByName(args[0])
+	if t == nil {
+		return "", c.Errf("threshold: unknown %q, want one of %s", args[0], strings.Join(thresholdNames(), ", "))
+	}
+	if err := t.set(&o.thresholds, args[1]); err != nil {
+		return "", c.Errf("threshold %s: %v", args[0], err)
+	}
+	if err := o.thresholds.Validate(); err != nil {
+		return "", c.Errf("threshold %s: %v", args[0], err)
+	}
+	return opt + " " + args[0], nil
 }
 
 // parseHintCodes reads the arguments of `hints`: all, none, or codes.

@@ -3,8 +3,8 @@ package dnsdiag
 import "time"
 
 // run is an instance's periodic work, on one goroutine from startup until
-// stop is closed: it releases held sessions whose window has closed and
-// says what the rate limit suppressed. At stop it releases every held
+// stop is closed: it releases held sessions whose window has closed, says
+// what the rate limit suppressed and closes the report's windows. At stop it releases every held
 // session and reports once more, so that nothing held is lost on a reload
 // or shutdown.
 func (d *Dnsdiag) run(stop <-chan struct{}) {
@@ -17,6 +17,10 @@ func (d *Dnsdiag) run(stop <-chan struct{}) {
 		select {
 		case now := <-due.C:
 			d.diag.release(now, d.release)
+			if d.report != nil {
+				d.report.sample()
+				d.report.tick(now)
+			}
 		case now := <-limits.C:
 			d.reportLimits(now.Sub(last))
 			last = now
