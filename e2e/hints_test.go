@@ -571,9 +571,9 @@ func TestHintsDigRetransmitUnanswered(t *testing.T) {
 	mustHints(t, ls[0])
 	h := mustHints(t, ls[1], hints.RetransmitUnanswered)[0]
 	attempts := min(len(ls[0].Upstreams), 8)
-	if h.EarlierSession != ls[0].Session || !isBool(h.SamePort, false) || !isBool(h.InFlight, true) || !inMs(h.RunningMs, 900, 2000) ||
+	if h.EarlierSession != ls[0].Session || !isBool(h.SamePort, false) || !isBool(h.InFlight, true) || !inMs(h.RunningMs, 900, 2500) ||
 		h.Waiting != hints.WaitingUpstream || h.Attempts == nil || *h.Attempts != attempts || attempts == 0 || h.Upstream != s.Addr("UP") {
-		t.Errorf("retransmit_unanswered: got %+v (RunningMs %v), want EarlierSession %d SamePort false InFlight true RunningMs in [900, 2000] Waiting upstream Attempts %d Upstream %s\nline: %s",
+		t.Errorf("retransmit_unanswered: got %+v (RunningMs %v), want EarlierSession %d SamePort false InFlight true RunningMs in [900, 2500] Waiting upstream Attempts %d Upstream %s\nline: %s",
 			h, msOf(h.RunningMs), ls[0].Session, attempts, s.Addr("UP"), ls[1].Raw)
 	}
 	logLine(t, "dig retransmit unanswered", ls[1])
