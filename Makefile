@@ -30,11 +30,12 @@ unit:
 	$(GO) test -race -count=1 ./plugin/... ./build/... ./bench/...
 
 # e2e-tools: what the e2e tests run besides ./coredns. podman and skopeo load
-# and inspect the image archive (Debian packages, installed when missing);
+# and inspect the image archive, dig (bind9-dnsutils) resends as BIND's clients
+# do for e2e/hints_test.go: Debian packages, installed when missing;
 # kubectl renders the kustomizations (it ships on this machine kind).
 e2e-tools:
-	@command -v podman >/dev/null 2>&1 && command -v skopeo >/dev/null 2>&1 || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman skopeo; }
+	@command -v podman >/dev/null 2>&1 && command -v skopeo >/dev/null 2>&1 && command -v dig >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman skopeo bind9-dnsutils; }
 	@command -v kubectl >/dev/null 2>&1 || { echo 'e2e needs kubectl (kubectl kustomize) on PATH'; exit 1; }
 
 e2e: build e2e-tools
