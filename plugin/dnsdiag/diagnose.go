@@ -11,8 +11,10 @@ import (
 )
 
 // The cross-session diagnosis. The hint detectors (package hints) see every
-// client session twice: when its query arrives (begin) and once classify has
-// left its verdict (diagnose). What they find goes on the verdict, so that
+// client session twice: when its query arrives (begin), and when it ends for
+// the client: as its first answer is written (answered), or once classify
+// has left its verdict if the client got no answer from the chain
+// (diagnose). What they find goes on the verdict, so that
 // metrics, the log policy and the line read it like the rest of it.
 //
 // A finding may need a later event: a truncated UDP answer is only a problem
@@ -51,6 +53,7 @@ func newDiagnosis(cfg hints.Config) (*diagnosis, error) {
 // begin shows the detectors a client query as it arrives.
 func (g *diagnosis) begin(s *session, w dns.ResponseWriter, r *dns.Msg) {
 	p := &s.probe
+	s.diag = g
 	switch a := w.RemoteAddr().(type) {
 	case *net.UDPAddr:
 		p.Client = a.AddrPort()
@@ -67,20 +70,50 @@ func (g *diagnosis) begin(s *session, w dns.ResponseWriter, r *dns.Msg) {
 	g.det.Begin(p)
 }
 
-// diagnose completes the probe of a classified client session, puts the
-// detectors' hints on its verdict and reports whether the session must be
-// held for a later verdict.
-func (g *diagnosis) diagnose(s *session) (held bool) {
-	p := &s.probe
-	if !p.Client.IsValid() {
-		return false
+// answered shows the detectors a client session as soon as its first
+// answer is written, before the chain unwinds: the client may send its next
+// query (a retransmission, the next candidate of a search walk) the moment
+// the answer arrives, and the detectors must by then know this one was
+// answered. It runs under the registry's lock for the session.
+func (s *session) answered(l *leg) {
+	if s.diag == nil || s.observed {
+		return
 	}
-	v := &s.verdict
-	p.End = s.end
-	p.Answered = s.bits&legCR != 0 || v.serverWrote
-	p.Rcode = v.rcode
-	p.Answers = s.answers()
-	p.Truncated = v.truncated
+	s.mu.Lock()
+	p := s.fillProbe()
+	p.End, p.Answered, p.Rcode = l.at, true, l.rcode
+	if l.msg != nil {
+		p.Answers, p.Truncated = len(l.msg.Answer), l.msg.Truncated
+	} else {
+		c, _ := wireCounts(l.raw)
+		p.Answers, p.Truncated = c[1], wireTruncated(l.raw)
+	}
+	s.mu.Unlock()
+	s.observe()
+}
+
+// diagnose shows the detectors a classified client session that they have
+// not seen answered (the client got nothing, or only the server's answer),
+// and puts their hints on its verdict. It reports whether the session must
+// be held for a later verdict.
+func (g *diagnosis) diagnose(s *session) (held bool) {
+	if !s.observed && s.diag != nil {
+		v := &s.verdict
+		p := s.fillProbe()
+		p.End = s.end
+		p.Answered = s.bits&legCR != 0 || v.serverWrote
+		p.Rcode = v.rcode
+		p.Answers = s.answers()
+		p.Truncated = v.truncated
+		s.observe()
+	}
+	s.verdict.hints = s.hints
+	return s.held
+}
+
+// fillProbe completes the probe with the upstream attempts so far.
+func (s *session) fillProbe() *hints.Session {
+	p := &s.probe
 	p.Attempts = s.probeTries[:0]
 	for a := range s.attempts {
 		if len(p.Attempts) == maxProbeAttempts {
@@ -88,8 +121,16 @@ func (g *diagnosis) diagnose(s *session) (held bool) {
 		}
 		p.Attempts = append(p.Attempts, hints.Attempt{Upstream: a.upstream(), TCP: a.tcp(), Answered: a.r != nil})
 	}
-	v.hints, held = g.det.Observe(p, s.hintBuf[:0])
-	return held
+	return p
+}
+
+// observe hands the completed probe to the detectors, once.
+func (s *session) observe() {
+	s.observed = true
+	if !s.probe.Client.IsValid() {
+		return
+	}
+	s.hints, s.held = s.diag.det.Observe(&s.probe, s.hintBuf[:0])
 }
 
 // hold keeps s until the detector releases it.

@@ -69,6 +69,10 @@ func (r *registry) addLeg(id uint64, l leg) bool {
 	s, ok := sh.m[id]
 	if ok {
 		s.addLeg(l)
+		if l.kind == legCR {
+			// Under the shard lock: the session cannot end meanwhile.
+			s.answered(&l)
+		}
 	}
 	sh.mu.Unlock()
 	return ok

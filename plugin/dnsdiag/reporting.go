@@ -69,10 +69,10 @@ func newReporting(cfg report.Config, interval time.Duration) *reporting {
 
 // observe counts a decided session into the window.
 func (g *reporting) observe(s *session) {
-	for a := range s.attempts {
-		g.rep.ObserveAttempt(report.Attempt{Upstream: a.upstream(), Answered: a.r != nil, Rcode: a.rcode(), Duration: a.duration()})
-	}
 	if s.background {
+		for a := range s.attempts {
+			g.rep.ObserveAttempt(reportAttempt(a))
+		}
 		return
 	}
 	v := &s.verdict
@@ -82,6 +82,14 @@ func (g *reporting) observe(s *session) {
 		Rcode:    v.rcode,
 		Name:     v.question.Name,
 		Qtype:    v.question.Qtype,
+		Attempts: s.reportTries[:0],
+	}
+	for a := range s.attempts {
+		if len(rs.Attempts) == len(s.reportTries) {
+			g.rep.ObserveAttempt(reportAttempt(a)) // counted, if not named with a failing name
+			continue
+		}
+		rs.Attempts = append(rs.Attempts, reportAttempt(a))
 	}
 	for i := range v.hints {
 		h := &v.hints[i]
@@ -93,6 +101,10 @@ func (g *reporting) observe(s *session) {
 		}
 	}
 	g.rep.Observe(&rs)
+}
+
+func reportAttempt(a attempt) report.Attempt {
+	return report.Attempt{Upstream: a.upstream(), Answered: a.r != nil, Rcode: a.rcode(), Duration: a.duration()}
 }
 
 // sample notes the sessions in flight now; the run goroutine calls it often

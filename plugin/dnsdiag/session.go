@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dnsdiag/dnsdiag/plugin/hints"
+	"github.com/dnsdiag/dnsdiag/plugin/report"
 	tap "github.com/dnstap/golang-dnstap"
 	"github.com/miekg/dns"
 )
@@ -80,9 +81,16 @@ type session struct {
 	// What the cross-session detectors are fed (client sessions only):
 	// filled when the query arrives and completed when it ends, in place,
 	// so that feeding them allocates nothing. hintBuf backs verdict.hints.
+	diag       *diagnosis // nil for background sessions
 	probe      hints.Session
 	probeTries [maxProbeAttempts]hints.Attempt
 	hintBuf    [2]hints.Hint
+	observed   bool         // the detectors have seen the session end (see answered)
+	hints      []hints.Hint // what they found, backed by hintBuf
+	held       bool         // they need a later event to finish its verdict
+
+	// What the report is fed, in place for the same reason.
+	reportTries [maxProbeAttempts]report.Attempt
 
 	// What the line needs besides the legs, set only for sessions that are
 	// logged (see conclude and finish).
