@@ -392,7 +392,7 @@ func TestMetricsExactCounts(t *testing.T) {
 
 	// Cardinality: no label of any dnsdiag series carries a query name or
 	// a client address, and only the documented label names exist.
-	allowed := map[string]bool{"server": true, "status": true, "bitmap": true, "upstream": true, "outcome": true, "reason": true, "le": true}
+	allowed := map[string]bool{"server": true, "status": true, "bitmap": true, "upstream": true, "outcome": true, "reason": true, "code": true, "file": true, "family": true, "counter": true, "le": true}
 	for _, x := range ss {
 		if !strings.HasPrefix(x.Name, "coredns_dnsdiag_") {
 			continue

@@ -94,10 +94,6 @@ func tapID(m *tap.Message) uint16 {
 // finishBackground ends a background session with its last leg.
 func (d *Dnsdiag) finishBackground(s *session) {
 	s.end = s.legs[len(s.legs)-1].at
-	server := d.server()
-	if !d.conclude(d.metrics.forServer(server), s) {
-		return
-	}
-	s.server = server
-	emit(s)
+	s.server = d.server()
+	d.conclude(d.metrics.forServer(s.server), s)
 }

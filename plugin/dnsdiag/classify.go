@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/coredns/coredns/plugin"
+	"github.com/dnsdiag/dnsdiag/plugin/hints"
 	"github.com/miekg/dns"
 )
 
@@ -40,8 +41,9 @@ type verdict struct {
 	asked, answered int
 	upstreamRcode   int
 
-	// Hints from the cross-session detectors go here, set in conclude
-	// after classify.
+	// hints are the cross-session detectors' findings, set by diagnose
+	// after classify (and on release, for a held session).
+	hints []hints.Hint
 }
 
 // cause is why a session did not succeed, pointing at the leg where it went

@@ -9,6 +9,7 @@ import (
 	"github.com/coredns/coredns/plugin/dnstap"
 	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/request"
+	"github.com/dnsdiag/dnsdiag/plugin/hints"
 	"github.com/miekg/dns"
 )
 
@@ -26,6 +27,8 @@ type Dnsdiag struct {
 
 	bg      backgrounds
 	metrics *instanceMetrics
+	diag    *diagnosis
+	report  *reporting // nil with `report off`
 
 	// lastServer is the server label of the latest client session, for
 	// background sessions, which have no query context to take it from.
@@ -47,6 +50,7 @@ func (d *Dnsdiag) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 	s.w, s.req, s.start = w, r, time.Now()
 	s.legs = append(s.legs, leg{kind: legCQ, at: s.start})
 	s.bits = legCQ
+	d.diag.begin(s, w, r)
 	q := &clientQuery{rw: responseWriter{ResponseWriter: w, id: s.id}}
 	ctx = withSession(ctx, &q.ctx, s.id, d.hasForwards.Load())
 	defer d.finish(ctx, s)
@@ -75,42 +79,75 @@ func (d *Dnsdiag) finish(ctx context.Context, s *session) {
 	if p := d.lastServer.Load(); p == nil || *p != server {
 		d.noteServer(server)
 	}
-	m := d.metrics.forServer(server)
-	if !d.conclude(m, s) {
-		return
-	}
-	state := request.Request{W: s.w, Req: s.req}
-	s.server, s.proto = server, state.Proto()
-	s.client = s.w.RemoteAddr().String()
-	s.local = s.w.LocalAddr().String()
-	emit(s)
+	s.server = server
+	d.conclude(d.metrics.forServer(server), s)
 }
 
 // conclude is the end every session goes through, client or background:
-// it classifies the session, counts it under m and reports whether it is
-// logged. A session that is not logged is recycled here; one that is keeps
-// what its line needs, and its caller emits it.
-func (d *Dnsdiag) conclude(m *serverMetrics, s *session) bool {
+// it classifies the session, feeds the cross-session detectors with it and
+// counts it under m. Then the session is logged or recycled, unless the
+// detectors need a later event to finish its verdict: it is then held
+// until they release it (see release).
+func (d *Dnsdiag) conclude(m *serverMetrics, s *session) {
 	classify(s)
-	// Cross-session detectors are fed here: after classify, before the
-	// verdict is counted or logged, so their hints can be on both.
+	held := !s.background && d.diag.diagnose(s)
 	m.count(s)
+	if held {
+		// The query goroutine still owns the messages: copy them now.
+		d.ready(m, s)
+		d.diag.hold(s)
+		return
+	}
+	d.decide(m, s)
+}
+
+// release ends a held session with the hints its later verdict added.
+func (d *Dnsdiag) release(s *session, extra []hints.Hint) {
+	s.verdict.hints = append(s.verdict.hints, extra...)
+	s.metrics.countHints(extra)
+	d.decide(s.metrics, s)
+}
+
+// decide counts the session, its verdict now final, into the report, then
+// logs it if the policy keeps it and recycles it otherwise.
+func (d *Dnsdiag) decide(m *serverMetrics, s *session) {
+	if d.report != nil {
+		d.report.observe(s)
+	}
 	if !d.keep(m, s) {
 		s.recycle()
-		return false
+		return
 	}
-	s.metrics, s.full = m, d.policy.fullMessages()
-	return true
+	d.ready(m, s)
+	emit(s)
+}
+
+// ready copies what the line needs while the goroutine that ended the
+// session still owns its messages and writer. Only logged or held sessions
+// pay for it.
+func (d *Dnsdiag) ready(m *serverMetrics, s *session) {
+	if s.ready {
+		return
+	}
+	s.ready, s.metrics, s.full = true, m, d.policy.fullMessages()
+	if !s.background {
+		state := request.Request{W: s.w, Req: s.req}
+		s.proto = state.Proto()
+		s.client = s.w.RemoteAddr().String()
+		s.local = s.w.LocalAddr().String()
+	}
+	s.prepareLog()
 }
 
 // keep applies the log policy and the rate limit to a classified session,
 // counting it as suppressed when it is not logged.
 func (d *Dnsdiag) keep(m *serverMetrics, s *session) bool {
 	reason := suppressionCount
+	selected, bucket := d.policy.selects(s)
 	switch {
-	case !d.policy.selects(s):
+	case !selected:
 		reason = suppressedPolicy
-	case !d.policy.limiter.allow(s.end):
+	case !bucket.allow(s.end):
 		reason = suppressedRateLimit
 	default:
 		return true

@@ -58,6 +58,16 @@ func appendLine(b []byte, s *session) []byte {
 	if c := v.causeText(s.chainRcode); c != "" {
 		b = appendField(b, "Cause", c)
 	}
+	if len(v.hints) > 0 {
+		b = append(b, `,"Hints":[`...)
+		for i := range v.hints {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = v.hints[i].AppendJSON(b, appendJSONString)
+		}
+		b = append(b, ']')
+	}
 	if s.err != nil {
 		b = appendField(b, "Error", s.err.Error())
 	}

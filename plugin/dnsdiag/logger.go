@@ -17,10 +17,9 @@ type lineWriter struct {
 
 var lines = &lineWriter{queue: make(chan *session, logQueueSize)}
 
-// emit hands a finished session to the writer, or drops and counts it when
-// the queue is full.
+// emit hands a finished session, made ready for its line, to the writer,
+// or drops and counts it when the queue is full.
 func emit(s *session) {
-	s.prepareLog()
 	lines.once.Do(func() { go lines.run() })
 	lines.pending.Add(1)
 	select {

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/coredns/coredns/plugin"
+	"github.com/dnsdiag/dnsdiag/plugin/hints"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -54,6 +55,16 @@ var (
 		Help: "Sessions not logged, by reason: policy (not selected) or rate_limit.",
 	}, []string{"server", "reason"})
 
+	hintsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace, Subsystem: "dnsdiag", Name: "hints_total",
+		Help: "Findings of the cross-session detectors by code (retransmissions, A/AAAA pair, search walk, truncation, upstream TCP), whatever the log policy.",
+	}, []string{"server", "code"})
+
+	verdictsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace, Subsystem: "dnsdiag", Name: "verdicts_total",
+		Help: "Verdicts of the periodic report by code (upstream_failing, coredns_overloaded, answers_lost, search_path, internal_failing, everything_failing).",
+	}, []string{"code"})
+
 	droppedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace, Subsystem: "dnsdiag", Name: "dropped_total",
 		Help: "Work dnsdiag shed to protect the query path, by reason.",
@@ -87,6 +98,10 @@ func dropped(reason string) {
 	c.(prometheus.Counter).Inc()
 }
 
+// verdictCounter is the counter of one verdict code; a report is written
+// at most once per window, so resolving it each time costs nothing.
+func verdictCounter(code string) prometheus.Counter { return verdictsTotal.WithLabelValues(code) }
+
 // instanceMetrics resolves labelled series once per server and keeps them,
 // so that counting a session does no label hashing or allocation.
 type instanceMetrics struct {
@@ -101,6 +116,7 @@ type serverMetrics struct {
 	bg         [statusCount]prometheus.Counter
 	lines      prometheus.Counter
 	suppressed [suppressionCount]prometheus.Counter
+	hints      [len(hints.Codes)]prometheus.Counter
 
 	mu        sync.RWMutex
 	upstreams map[upstreamKey]*upstreamSeries
@@ -139,6 +155,9 @@ func (im *instanceMetrics) forServer(server string) *serverMetrics {
 		for r := range suppressionCount {
 			m.suppressed[r] = logSuppressed.WithLabelValues(server, suppressionNames[r])
 		}
+		for i, code := range hints.Codes {
+			m.hints[i] = hintsTotal.WithLabelValues(server, string(code))
+		}
 		im.servers[server] = m
 	}
 	return m
@@ -163,6 +182,26 @@ func (m *serverMetrics) count(s *session) {
 	(*c).Inc()
 	m.duration[st].Observe(s.end.Sub(s.start).Seconds())
 	m.attempts(s)
+	m.countHints(s.verdict.hints)
+}
+
+// countHints counts findings by code.
+func (m *serverMetrics) countHints(hs []hints.Hint) {
+	for i := range hs {
+		if c := codeIndex(hs[i].Code); c >= 0 {
+			m.hints[c].Inc()
+		}
+	}
+}
+
+// codeIndex is code's place in hints.Codes, -1 if it has none.
+func codeIndex(code hints.Code) int {
+	for i, c := range hints.Codes {
+		if c == code {
+			return i
+		}
+	}
+	return -1
 }
 
 func (m *serverMetrics) attempts(s *session) {

@@ -39,7 +39,7 @@ func TestPolicySelects(t *testing.T) {
 		{"dnsdiag {\n slow 1s\n}", fast, statusSucceeded, false},
 	} {
 		tc.s.verdict.status = tc.st
-		if got := policyFrom(t, tc.corefile).selects(tc.s); got != tc.want {
+		if got, _ := policyFrom(t, tc.corefile).selects(tc.s); got != tc.want {
 			t.Errorf("%q selects BitMap %d %v = %v, want %v", tc.corefile, tc.s.bits, tc.st, got, tc.want)
 		}
 	}
@@ -50,7 +50,7 @@ func TestPolicySamplesOneInN(t *testing.T) {
 	s := &session{bits: 3, verdict: verdict{status: statusSucceeded}}
 	n := 0
 	for range 40 {
-		if p.selects(s) {
+		if ok, _ := p.selects(s); ok {
 			n++
 		}
 	}
@@ -80,6 +80,14 @@ func TestLimiter(t *testing.T) {
 	}
 	if got := l.suppressed.Load(); got != 100-int64(allowed)+1 {
 		t.Errorf("suppressed %d, want %d", got, 100-allowed+1)
+	}
+	// A held session is decided after later ones, with its own (earlier)
+	// end: that must neither earn tokens nor take them back.
+	var late limiter
+	late.setRate(10)
+	late.allow(now.Add(3 * time.Second))
+	if !late.allow(now) {
+		t.Error("a session that ended before the latest one seen found no token: its time took tokens back")
 	}
 	var unlimited limiter
 	for range 1000 {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dnsdiag/dnsdiag/plugin/hints"
 	tap "github.com/dnstap/golang-dnstap"
 	"github.com/miekg/dns"
 )
@@ -76,8 +77,16 @@ type session struct {
 
 	verdict verdict // set by classify when the session has ended
 
+	// What the cross-session detectors are fed (client sessions only):
+	// filled when the query arrives and completed when it ends, in place,
+	// so that feeding them allocates nothing. hintBuf backs verdict.hints.
+	probe      hints.Session
+	probeTries [maxProbeAttempts]hints.Attempt
+	hintBuf    [2]hints.Hint
+
 	// What the line needs besides the legs, set only for sessions that are
 	// logged (see conclude and finish).
+	ready                        bool           // ready has run
 	full                         bool           // Messages carry whole DNS messages, not only headers
 	metrics                      *serverMetrics // the server the line is counted under
 	server, client, local, proto string
@@ -152,6 +161,12 @@ func (s *session) attempts(yield func(attempt) bool) {
 // upstream is the address the attempt was sent to.
 func (a attempt) upstream() netip.AddrPort {
 	return tapAddrPort(a.q.tap.GetResponseAddress(), a.q.tap.GetResponsePort())
+}
+
+// tcp reports whether the attempt went over TCP (DoT included).
+func (a attempt) tcp() bool {
+	p := a.q.tap.GetSocketProtocol()
+	return p == tap.SocketProtocol_TCP || p == tap.SocketProtocol_DOT
 }
 
 func (a attempt) duration() time.Duration { return a.q.at.Sub(a.began) }

@@ -11,6 +11,8 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/dnsdiag/dnsdiag/plugin/hints"
+	"github.com/dnsdiag/dnsdiag/plugin/report"
 )
 
 var log = clog.NewWithPlugin("dnsdiag")
@@ -31,18 +33,22 @@ func setup(c *caddy.Controller) error {
 		d.hookForwards()
 		return nil
 	})
-	if d.policy.limiter.rate > 0 {
-		stop := make(chan struct{})
-		var once sync.Once
-		c.OnStartup(func() error {
-			go d.policy.limiter.run(stop)
-			return nil
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.OnStartup(func() error {
+		go func() {
+			d.run(stop)
+			close(stopped)
+		}()
+		return nil
+	})
+	c.OnShutdown(func() error {
+		once.Do(func() {
+			close(stop)
+			<-stopped // held sessions are emitted before the final flush
 		})
-		c.OnShutdown(func() error {
-			once.Do(func() { close(stop) })
-			return nil
-		})
-	}
+		return nil
+	})
 	c.OnFinalShutdown(func() error {
 		lines.flush(flushTimeout)
 		return nil
@@ -69,7 +75,11 @@ func newDnsdiag(c *caddy.Controller) (*Dnsdiag, error) {
 	if d.tap, err = newTap(&tapSink{d: d}); err != nil {
 		return nil, err
 	}
+	if d.diag, err = newDiagnosis(hints.Config{}); err != nil {
+		return nil, err
+	}
 	d.metrics = newInstanceMetrics()
+	registerSelfMetrics()
 	return d, nil
 }
 
@@ -86,6 +96,7 @@ func (d *Dnsdiag) hookForwards() {
 func parse(c *caddy.Controller) (*Dnsdiag, error) {
 	d := &Dnsdiag{limits: defaultLimits()}
 	d.policy.setDefaults()
+	rep := reportOptions{every: defaultReportInterval, thresholds: report.DefaultConfig()}
 	for i := 0; c.Next(); i++ {
 		if i > 0 {
 			return nil, c.Err(plugin.ErrOnce.Error())
@@ -96,17 +107,27 @@ func parse(c *caddy.Controller) (*Dnsdiag, error) {
 		set := map[string]int{} // option -> its line
 		for c.NextBlock() {
 			opt := c.Val()
-			if set[opt] > 0 {
-				return nil, c.Errf("duplicate option %q", opt)
+			key, err := opt, error(nil)
+			switch opt {
+			case "report", "threshold":
+				key, err = parseReportOption(c, &rep, opt)
+			default:
+				err = parseOption(c, &d.policy, opt)
 			}
-			if err := parseOption(c, &d.policy, opt); err != nil {
+			if err != nil {
 				return nil, err
 			}
-			set[opt] = c.Line()
+			if set[key] > 0 {
+				return nil, c.Errf("duplicate option %q", key)
+			}
+			set[key] = c.Line()
 		}
 		if err := validate(c, &d.policy, set); err != nil {
 			return nil, err
 		}
+	}
+	if rep.every > 0 {
+		d.report = newReporting(rep.thresholds, rep.every)
 	}
 	return d, nil
 }
@@ -167,7 +188,13 @@ func parseOption(c *caddy.Controller, p *policy, opt string) error {
 		if len(args) != 1 || err != nil {
 			return c.Errf("rate: want lines per second (0 for no limit), got %q", strings.Join(args, " "))
 		}
-		p.limiter.setRate(int64(n))
+		p.setRate(int64(n))
+	case "hints":
+		codes, err := parseHintCodes(args)
+		if err != nil {
+			return c.Errf("hints: %v", err)
+		}
+		p.hintCodes = codes
 	case "messages":
 		if len(args) != 1 || (args[0] != "full" && args[0] != "header") {
 			return c.Errf("messages: want full or header, got %q", strings.Join(args, " "))
@@ -190,13 +217,80 @@ func validate(c *caddy.Controller, p *policy, set map[string]int) error {
 		return errAt("status", "use either 'log' or 'status', not both: 'status' is the finer form of 'log'")
 	}
 	if set["log"] > 0 && p.selectsNoStatus() {
-		for _, opt := range []string{"bitmap", "slow", "sample", "rate", "messages"} {
+		for _, opt := range []string{"bitmap", "slow", "sample", "rate", "messages", "hints"} {
 			if set[opt] > 0 {
 				return errAt(opt, fmt.Sprintf("'log none' logs nothing, so %q has no effect: remove it", opt))
 			}
 		}
+		p.hintCodes = 0
 	}
 	return nil
+}
+
+// reportOptions are the report's options, parsed before the report exists.
+type reportOptions struct {
+	every      time.Duration // 0: report off
+	thresholds report.Config
+}
+
+// parseReportOption parses `report DURATION|off` and `threshold NAME VALUE`
+// into o. key is what a repetition is recognised by: each threshold may be
+// given once.
+func parseReportOption(c *caddy.Controller, o *reportOptions, opt string) (key string, err error) {
+	args := c.RemainingArgs()
+	switch {
+	case opt == "report" && len(args) == 1 && args[0] == "off":
+		o.every = 0
+		return opt, nil
+	case opt == "report":
+		d, err := time.ParseDuration(strings.Join(args, " "))
+		if len(args) != 1 || err != nil || d < time.Second {
+			return "", c.Errf("report: want a window of at least 1s such as 1m, or off, got %q", strings.Join(args, " "))
+		}
+		o.every = d
+		return opt, nil
+	}
+	if len(args) != 2 {
+		return "", c.Errf("threshold: want NAME VALUE, NAME one of %s", strings.Join(thresholdNames(), ", "))
+	}
+	t := thresholdByName(args[0])
+	if t == nil {
+		return "", c.Errf("threshold: unknown %q, want one of %s", args[0], strings.Join(thresholdNames(), ", "))
+	}
+	if err := t.set(&o.thresholds, args[1]); err != nil {
+		return "", c.Errf("threshold %s: %v", args[0], err)
+	}
+	if err := o.thresholds.Validate(); err != nil {
+		return "", c.Errf("threshold %s: %v", args[0], err)
+	}
+	return opt + " " + args[0], nil
+}
+
+// parseHintCodes reads the arguments of `hints`: all, none, or codes.
+func parseHintCodes(args []string) (uint8, error) {
+	if len(args) == 1 && (args[0] == "all" || args[0] == "none") {
+		if args[0] == "all" {
+			return allHintCodes, nil
+		}
+		return 0, nil
+	}
+	var codes uint8
+	for _, a := range args {
+		c := codeIndex(hints.Code(a))
+		if c < 0 {
+			return 0, fmt.Errorf("want all, none or hint codes (%s), got %q", strings.Join(hintCodeNames(), ", "), a)
+		}
+		codes |= 1 << c
+	}
+	return codes, nil
+}
+
+func hintCodeNames() []string {
+	names := make([]string, len(hints.Codes))
+	for i, c := range hints.Codes {
+		names[i] = string(c)
+	}
+	return names
 }
 
 func parseStatus(s string) (status, bool) {
