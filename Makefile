@@ -76,26 +76,29 @@ stress: build
 	COREDNS_BINARY=$(CURDIR)/coredns DNSDIAG_OVERLOAD_SECONDS=$(STRESS_SECONDS) DNSDIAG_OVERLOAD_QPS=$(STRESS_QPS) \
 		$(GO) test -count=1 -timeout 5m -run '^TestOverload$$' -v ./e2e/
 
-# fuzz: each fuzz target of plugin/dnsdiag for FUZZTIME; crashers land in
-# plugin/dnsdiag/testdata/fuzz/<target>/ (commit them: they become
-# regression tests). `make unit` runs the seeds and that corpus as regular
-# tests; `make test` also fuzzes each target for TESTFUZZTIME. The inputs
-# fuzzing finds interesting stay in Go's cache; `make fuzz-corpus` copies
-# them next to the crashers, to commit with them.
+# fuzz: each fuzz target (package:Target) for FUZZTIME; crashers land in
+# <package>/testdata/fuzz/<Target>/ (commit them: they become regression
+# tests). `make unit` runs the seeds and that corpus as regular tests;
+# `make test` also fuzzes each target for TESTFUZZTIME. The inputs fuzzing
+# finds interesting stay in Go's cache; `make fuzz-corpus` copies them next
+# to the crashers, to commit with them.
 FUZZTIME    ?= 20s
-FUZZTARGETS ?= FuzzTapSink FuzzSessionLine FuzzRawMsgJSON FuzzAppendJSONString
+FUZZTARGETS ?= plugin/dnsdiag:FuzzTapSink plugin/dnsdiag:FuzzSessionLine plugin/dnsdiag:FuzzRawMsgJSON \
+	plugin/dnsdiag:FuzzAppendJSONString plugin/hints:FuzzDetector plugin/selfstat:FuzzNetUDP plugin/selfstat:FuzzRead
 fuzz:
-	@set -e; for f in $(FUZZTARGETS); do \
-		echo "== $$f ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./plugin/dnsdiag/; \
+	@set -e; for pf in $(FUZZTARGETS); do \
+		p=$${pf%%:*}; f=$${pf#*:}; \
+		echo "== $$p $$f ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./$$p/; \
 	done
 
 fuzz-corpus:
-	@set -e; cache="$$($(GO) env GOCACHE)/fuzz/github.com/dnsdiag/dnsdiag/plugin/dnsdiag"; \
-	for f in $(FUZZTARGETS); do \
-		mkdir -p plugin/dnsdiag/testdata/fuzz/$$f; \
-		if [ -d "$$cache/$$f" ]; then cp -n "$$cache/$$f"/* plugin/dnsdiag/testdata/fuzz/$$f/; fi; \
-		echo "$$f: $$(ls plugin/dnsdiag/testdata/fuzz/$$f | wc -l) inputs"; \
+	@set -e; for pf in $(FUZZTARGETS); do \
+		p=$${pf%%:*}; f=$${pf#*:}; \
+		cache="$$($(GO) env GOCACHE)/fuzz/github.com/dnsdiag/dnsdiag/$$p"; \
+		mkdir -p $$p/testdata/fuzz/$$f; \
+		if [ -d "$$cache/$$f" ]; then cp -n "$$cache/$$f"/* $$p/testdata/fuzz/$$f/; fi; \
+		echo "$$p $$f: $$(ls $$p/testdata/fuzz/$$f | wc -l) inputs"; \
 	done
 
 # The OCI image archive of the binary `make build` wrote (CGO off, -trimpath,

@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dnsdiag/dnsdiag/plugin/dnsdiagtest"
 	"github.com/miekg/dns"
 )
 
@@ -406,7 +407,7 @@ func corefile(cfg *config, name string) string {
 type instance struct {
 	cmd, sink *exec.Cmd
 	log       string
-	sinkOut   *lockedBuffer
+	sinkOut   *dnsdiagtest.SyncBuffer
 	sessions  int64
 	cfg       *config
 	v         variant
@@ -415,7 +416,7 @@ type instance struct {
 func startInstance(cfg *config, v variant, tag, conf string) (*instance, error) {
 	in := &instance{cfg: cfg, v: v, log: filepath.Join(cfg.work, strings.ReplaceAll(v.Name, "/", "-")+"-"+tag+".log")}
 	if v.Kind == "dnstap" {
-		in.sinkOut = &lockedBuffer{}
+		in.sinkOut = &dnsdiagtest.SyncBuffer{}
 		var err error
 		in.sink, err = start(cfg.cpuLoad, nil, in.sinkOut, filepath.Join(cfg.work, "dnstap-sink"), "-addr", "127.0.0.1:"+strconv.Itoa(cfg.port+2))
 		if err != nil {

@@ -33,7 +33,7 @@ func fuzzLines(t *testing.T, logs *logCapture) []line {
 	for deadline := time.Now().Add(5 * time.Second); lines.pending.Load() > 0 && time.Now().Before(deadline); {
 		runtime.Gosched()
 	}
-	return parseSessionLines(t, logs.take())
+	return parseSessionLines(t, logs.Take())
 }
 
 // fuzzTap builds a dnstap payload from fuzzed fields. Bits of shape leave

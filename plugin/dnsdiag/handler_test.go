@@ -120,14 +120,14 @@ func TestForwardedSessions(t *testing.T) {
 				t.Errorf("Upstreams %+v", l.Upstreams)
 			}
 			fq := l.Messages[1]
-			if fq.ResponseAddress != ok || fq.Message["QNAME"] != tc.name {
+			if fq.ResponseAddress != ok || fq.Header(t).QNAME != tc.name {
 				t.Errorf("FORWARDER_QUERY leg %+v", fq)
 			}
-			if fr := l.Messages[2].Message; fr["QR"] != 1.0 {
-				t.Errorf("FORWARDER_RESPONSE message %+v", fr)
+			if fr := l.Messages[2]; fr.Header(t).QR != 1 {
+				t.Errorf("FORWARDER_RESPONSE message %s", fr.Message)
 			}
 			for i := 1; i < len(l.Messages); i++ {
-				if l.Messages[i].Time.Before(l.Messages[i-1].Time) {
+				if legTime(t, l.Messages[i]).Before(legTime(t, l.Messages[i-1])) {
 					t.Errorf("legs out of order: %v", l.Messages)
 				}
 			}

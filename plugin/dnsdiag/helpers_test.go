@@ -1,15 +1,15 @@
 package dnsdiag
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	golog "log"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/dnsdiag/dnsdiag/plugin/dnsdiagtest"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin"
@@ -51,22 +51,7 @@ func newTestDiag(t testing.TB, corefile string, next plugin.Handler) *Dnsdiag {
 }
 
 // logCapture collects what CoreDNS's logger writes.
-type logCapture struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (c *logCapture) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.Write(p)
-}
-
-func (c *logCapture) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
-}
+type logCapture struct{ dnsdiagtest.SyncBuffer }
 
 func captureLog(t testing.TB) *logCapture {
 	c := &logCapture{}
@@ -80,33 +65,9 @@ func captureLog(t testing.TB) *logCapture {
 	return c
 }
 
-// line is the parsed form of a session line.
-type line struct {
-	Status          string
-	BitMap          int
-	Session         uint64
-	Background      bool
-	ClientSession   uint64
-	Client          string
-	Protocol        string
-	QName, QType    string
-	Rcode           *string
-	ServerGenerated bool
-	Panic           bool
-	Cause, Error    string
-	DurationMs      float64
-	Upstreams       []struct {
-		Address, Protocol string
-		Rcode             *string
-		DurationMs        float64
-	}
-	Messages []struct {
-		Type                          string
-		Time                          time.Time
-		QueryAddress, ResponseAddress string
-		Message                       map[string]any
-	}
-}
+// line is the parsed form of a session line, the one schema the e2e tests
+// read too.
+type line = dnsdiagtest.Line
 
 // sessionLines waits for pending lines and parses every session line.
 func (c *logCapture) sessionLines(t testing.TB) []line {
@@ -115,33 +76,22 @@ func (c *logCapture) sessionLines(t testing.TB) []line {
 	return parseSessionLines(t, c.String())
 }
 
-// take returns what was captured and empties the capture.
-func (c *logCapture) take() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	text := c.buf.String()
-	c.buf.Reset()
-	return text
-}
-
 // parseSessionLines parses every session line in log text, failing on any
 // that is not valid JSON of the session line's shape.
 func parseSessionLines(t testing.TB, text string) []line {
 	t.Helper()
 	var out []line
 	for _, s := range strings.Split(text, "\n") {
-		_, js, ok := strings.Cut(s, "[INFO] plugin/dnsdiag: ")
-		if !ok || !strings.HasPrefix(js, "{") {
-			continue
-		}
-		if !json.Valid([]byte(js)) {
+		if js, ok := dnsdiagtest.SessionJSON(s); ok && !json.Valid([]byte(js)) {
 			t.Fatalf("session line is not valid JSON:\n%s", js)
 		}
-		var l line
-		if err := json.Unmarshal([]byte(js), &l); err != nil {
-			t.Fatalf("session line does not have the session line's shape: %v\n%s", err, js)
+		l, ok, err := dnsdiagtest.Parse(s)
+		if err != nil {
+			t.Fatalf("session line does not have the session line's shape: %v", err)
 		}
-		out = append(out, l)
+		if ok {
+			out = append(out, l)
+		}
 	}
 	return out
 }
@@ -199,10 +149,14 @@ func rcodeOf(l line) string {
 	return *l.Rcode
 }
 
-func types(l line) string {
-	var ts []string
-	for _, m := range l.Messages {
-		ts = append(ts, m.Type)
+func types(l line) string { return strings.Join(l.Types(), " ") }
+
+// legTime is when dnsdiag saw the leg.
+func legTime(t testing.TB, m dnsdiagtest.Message) time.Time {
+	t.Helper()
+	at, err := time.Parse(time.RFC3339Nano, m.Time)
+	if err != nil {
+		t.Fatalf("leg %s: Time %q: %v", m.Type, m.Time, err)
 	}
-	return strings.Join(ts, " ")
+	return at
 }

@@ -39,12 +39,37 @@ type Line struct {
 }
 
 // Hint is one diagnosis hint of a session: a stable code, a sentence for
-// people, and whatever details the hint carries. Lines do not carry hints
-// yet; the member is here so that tests can read them once they do.
+// people, and the details of its code, which the line carries as members
+// of the hint object beside Code and Text (plugin/hints/json.go).
 type Hint struct {
 	Code    string
 	Text    string
-	Details map[string]any `json:",omitempty"`
+	Details map[string]any
+}
+
+// UnmarshalJSON reads a hint object: Code, Text, and every other member
+// into Details.
+func (h *Hint) UnmarshalJSON(b []byte) error {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	h.Code, _ = m["Code"].(string)
+	h.Text, _ = m["Text"].(string)
+	delete(m, "Code")
+	delete(m, "Text")
+	h.Details = m
+	return nil
+}
+
+// Hint returns the session's hint of code, if it has one.
+func (l Line) Hint(code string) (Hint, bool) {
+	for _, h := range l.Hints {
+		if h.Code == code {
+			return h, true
+		}
+	}
+	return Hint{}, false
 }
 
 // Upstream is one upstream attempt of a session.

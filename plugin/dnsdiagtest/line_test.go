@@ -38,11 +38,12 @@ func TestParseRealLine(t *testing.T) {
 // A line with members Line does not know and with hints still parses: the
 // schema can grow on either side.
 func TestParseHintsAndUnknownMembers(t *testing.T) {
-	l, ok, err := Parse(LinePrefix + `{"Status":"Failed","Future":[1,2],"Hints":[{"Code":"upstream-silent","Text":"the upstream did not answer","Details":{"attempts":2}}]}`)
+	l, ok, err := Parse(LinePrefix + `{"Status":"Failed","Future":[1,2],"Hints":[{"Code":"retransmit_after_answer","Text":"the client sent this query again","EarlierSession":7,"SamePort":true}]}`)
 	if !ok || err != nil {
 		t.Fatalf("Parse: ok %v, err %v", ok, err)
 	}
-	if l.Status != "Failed" || len(l.Hints) != 1 || l.Hints[0].Code != "upstream-silent" || l.Hints[0].Details["attempts"] != 2.0 {
+	if l.Status != "Failed" || len(l.Hints) != 1 || l.Hints[0].Code != "retransmit_after_answer" ||
+		l.Hints[0].Details["EarlierSession"] != 7.0 || l.Hints[0].Details["SamePort"] != true || len(l.Hints[0].Details) != 2 {
 		t.Errorf("got %+v", l)
 	}
 }
