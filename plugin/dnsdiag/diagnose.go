@@ -70,25 +70,28 @@ func (g *diagnosis) begin(s *session, w dns.ResponseWriter, r *dns.Msg) {
 	g.det.Begin(p)
 }
 
-// answered shows the detectors a client session as soon as its first
-// answer is written, before the chain unwinds: the client may send its next
-// query (a retransmission, the next candidate of a search walk) the moment
-// the answer arrives, and the detectors must by then know this one was
-// answered. It runs under the registry's lock for the session.
-func (s *session) answered(l *leg) {
+// clientAnswer is what the detectors need of an answer to the client.
+type clientAnswer struct {
+	at        time.Time
+	rcode     int
+	records   int // in the answer section
+	truncated bool
+}
+
+// answered shows the detectors a client session as its first answer is
+// about to be written, before it leaves and before the chain unwinds: the
+// client may send its next query (a retransmission, the next candidate of a
+// search walk) the moment the answer arrives, and the detectors must by
+// then know this one was answered. It runs under the registry's lock for
+// the session.
+func (s *session) answered(a clientAnswer) {
 	if s.diag == nil || s.observed {
 		return
 	}
 	s.mu.Lock()
 	p := s.fillProbe()
-	p.End, p.Answered, p.Rcode = l.at, true, l.rcode
-	if l.msg != nil {
-		p.Answers, p.Truncated = len(l.msg.Answer), l.msg.Truncated
-	} else {
-		c, _ := wireCounts(l.raw)
-		p.Answers, p.Truncated = c[1], wireTruncated(l.raw)
-	}
 	s.mu.Unlock()
+	p.End, p.Answered, p.Rcode, p.Answers, p.Truncated = a.at, true, a.rcode, a.records, a.truncated
 	s.observe()
 }
 

@@ -69,13 +69,21 @@ func (r *registry) addLeg(id uint64, l leg) bool {
 	s, ok := sh.m[id]
 	if ok {
 		s.addLeg(l)
-		if l.kind == legCR {
-			// Under the shard lock: the session cannot end meanwhile.
-			s.answered(&l)
-		}
 	}
 	sh.mu.Unlock()
 	return ok
+}
+
+// answering tells the live session id that an answer is being written to
+// its client. It runs under the shard lock, so the session cannot end
+// meanwhile.
+func (r *registry) answering(id uint64, a clientAnswer) {
+	sh := &r.shards[id%registryShards]
+	sh.mu.Lock()
+	if s, ok := sh.m[id]; ok {
+		s.answered(a)
+	}
+	sh.mu.Unlock()
 }
 
 // inflight is the number of client sessions not yet finished.

@@ -16,18 +16,25 @@ type responseWriter struct {
 	id uint64
 }
 
-// WriteMsg implements dns.ResponseWriter.
+// WriteMsg implements dns.ResponseWriter. The detectors are told of the
+// answer before it leaves (see session.answered): the client's next query
+// can arrive the moment it does.
 func (w *responseWriter) WriteMsg(m *dns.Msg) error {
+	now := time.Now()
+	sessions.answering(w.id, clientAnswer{at: now, rcode: m.Rcode, records: len(m.Answer), truncated: m.Truncated})
 	err := w.ResponseWriter.WriteMsg(m)
-	w.record(leg{kind: legCR, at: time.Now(), msg: m, rcode: m.Rcode, err: err})
+	w.record(leg{kind: legCR, at: now, msg: m, rcode: m.Rcode, err: err})
 	return err
 }
 
 // Write implements dns.ResponseWriter. The buffer belongs to the caller, so
 // the rare plugin that writes raw bytes pays for a copy.
 func (w *responseWriter) Write(b []byte) (int, error) {
+	now := time.Now()
+	c, _ := wireCounts(b)
+	sessions.answering(w.id, clientAnswer{at: now, rcode: wireRcode(b), records: c[1], truncated: wireTruncated(b)})
 	n, err := w.ResponseWriter.Write(b)
-	w.record(leg{kind: legCR, at: time.Now(), raw: append([]byte(nil), b...), rcode: wireRcode(b), err: err})
+	w.record(leg{kind: legCR, at: now, raw: append([]byte(nil), b...), rcode: wireRcode(b), err: err})
 	return n, err
 }
 
