@@ -95,6 +95,16 @@ func (s *session) answered(a clientAnswer) {
 	s.observe()
 }
 
+// truncatedOnWrite has the detectors hold a session whose answer was
+// truncated as it was written, after they were told of it (see answered).
+func (s *session) truncatedOnWrite() {
+	if s.diag == nil || !s.observed || s.held || !s.probe.Client.IsValid() {
+		return
+	}
+	s.probe.Truncated = true
+	s.held = s.diag.det.HoldTruncated(&s.probe)
+}
+
 // diagnose shows the detectors a classified client session that they have
 // not seen answered (the client got nothing, or only the server's answer),
 // and puts their hints on its verdict. It reports whether the session must

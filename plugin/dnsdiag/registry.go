@@ -88,3 +88,14 @@ func (r *registry) answering(id uint64, a clientAnswer) {
 
 // inflight is the number of client sessions not yet finished.
 func (r *registry) inflight() int64 { return r.live.Load() }
+
+// truncatedOnWrite tells the live session id that the answer it was told of
+// left truncated.
+func (r *registry) truncatedOnWrite(id uint64) {
+	sh := &r.shards[id%registryShards]
+	sh.mu.Lock()
+	if s, ok := sh.m[id]; ok {
+		s.truncatedOnWrite()
+	}
+	sh.mu.Unlock()
+}

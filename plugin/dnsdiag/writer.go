@@ -20,9 +20,13 @@ type responseWriter struct {
 // answer before it leaves (see session.answered): the client's next query
 // can arrive the moment it does.
 func (w *responseWriter) WriteMsg(m *dns.Msg) error {
-	now := time.Now()
-	sessions.answering(w.id, clientAnswer{at: now, rcode: m.Rcode, records: len(m.Answer), truncated: m.Truncated})
+	now, tc := time.Now(), m.Truncated
+	sessions.answering(w.id, clientAnswer{at: now, rcode: m.Rcode, records: len(m.Answer), truncated: tc})
 	err := w.ResponseWriter.WriteMsg(m)
+	if m.Truncated && !tc {
+		// The server's writer truncated an answer too big for UDP.
+		sessions.truncatedOnWrite(w.id)
+	}
 	w.record(leg{kind: legCR, at: now, msg: m, rcode: m.Rcode, err: err})
 	return err
 }

@@ -133,6 +133,21 @@ func (d *Detector) Observe(s *Session, out []Hint) (hints []Hint, held bool) {
 	return out, held
 }
 
+// HoldTruncated holds, for the TC verdict, a session that Observe saw
+// answered without the TC bit but whose answer was then truncated on its
+// way out: a server truncates an oversized UDP answer as it writes it,
+// after the caller had to tell Observe of the answer. It reports whether the
+// session is held; the caller then waits for Due as after Observe.
+func (d *Detector) HoldTruncated(s *Session) bool {
+	if !s.Answered || !s.Truncated || s.TCP {
+		return false
+	}
+	k := d.keysOf(s)
+	d.markTruncated(s, &k)
+	h := heldRec{id: s.ID, tc: true, ip: k.ip, name: k.name, qtype: s.Qtype, qclass: s.Qclass, asked: s.Start.UnixNano(), due: s.End.UnixNano() + d.tcWindow}
+	return d.hold(&h, d.tcKey(&k, s))
+}
+
 // pairSlack covers the time between a handler reading the clock for a
 // session's Start and its Begin call.
 const pairSlack = int64(time.Millisecond)

@@ -143,3 +143,17 @@ func (d *Detector) retransmitHint(s *Session, e *copyRec) Hint {
 	}
 	return h
 }
+
+// markTruncated notes on the session's own copy that its answer was
+// truncated, so that the client's TCP retry is not taken for a
+// retransmission (see HoldTruncated).
+func (d *Detector) markTruncated(s *Session, k *keys) {
+	sh, base := d.retx.set(k.retx)
+	sh.mu.Lock()
+	for i := base; i < base+d.retx.ways; i++ {
+		if sh.at[i] != 0 && sh.tag[i] == k.retx && sh.ent[i].id == s.ID {
+			sh.ent[i].truncated = true
+		}
+	}
+	sh.mu.Unlock()
+}

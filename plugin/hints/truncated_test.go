@@ -142,3 +142,43 @@ func TestHeldBounded(t *testing.T) {
 		t.Errorf("%d still held", d.nHeld.Load())
 	}
 }
+
+// A server truncates an oversized UDP answer as it writes it, after the
+// caller told Observe of the answer: HoldTruncated holds it then, and the
+// client's TCP retry is still no retransmission and cancels the verdict.
+func TestHoldTruncatedAfterObserve(t *testing.T) {
+	d, _ := newDetector(t, Config{})
+	s := q{id: 1, from: "10.0.0.1:40000", dnsID: 7, name: headless, qtype: dns.TypeA}.session()
+	d.Begin(s)
+	s = answered(s, 0.001, dns.RcodeSuccess, 20)
+	if hs, held := d.Observe(s, nil); len(hs) != 0 || held {
+		t.Fatalf("untruncated answer: hints %v, held %v", hs, held)
+	}
+	s.Truncated = true
+	if !d.HoldTruncated(s) {
+		t.Fatal("truncated on write: not held")
+	}
+	tcp := q{id: 2, from: "10.0.0.1:41000", tcp: true, dnsID: 7, name: headless, qtype: dns.TypeA, start: 0.002}.session()
+	d.Begin(tcp)
+	r := releases{}
+	r.due(t, d, at(0.003))
+	if hs, ok := r[1]; !ok || len(hs) != 0 {
+		t.Fatalf("released %v, want session 1 without hints", r)
+	}
+	wantCodes(t, "TCP retry", observe(t, d, answered(tcp, 0.004, dns.RcodeSuccess, 40)))
+
+	// Without the retry the verdict comes when the window closes.
+	u := q{id: 3, from: "10.0.0.2:40000", dnsID: 8, name: headless, qtype: dns.TypeA}.session()
+	d.Begin(u)
+	u = answered(u, 0.001, dns.RcodeSuccess, 20)
+	d.Observe(u, nil)
+	u.Truncated = true
+	if !d.HoldTruncated(u) {
+		t.Fatal("second truncated on write: not held")
+	}
+	r.due(t, d, at(3.01))
+	wantCodes(t, "released", r[3], TruncatedNoTCPRetry)
+	if d.HoldTruncated(tcp) {
+		t.Error("a TCP session was held for TC")
+	}
+}
