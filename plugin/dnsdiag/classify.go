@@ -188,17 +188,23 @@ func (s *session) question() dns.Question {
 
 // truncated reports whether the client's last answer had the TC bit.
 func (s *session) truncated() bool {
-	for i := len(s.legs) - 1; i >= 0; i-- {
-		l := &s.legs[i]
-		if l.kind != legCR {
-			continue
-		}
+	if l := s.lastAnswer(); l != nil {
 		if l.msg != nil {
 			return l.msg.Truncated
 		}
 		return wireTruncated(l.raw)
 	}
 	return false
+}
+
+// lastAnswer is the client's last CLIENT_RESPONSE leg, nil if none.
+func (s *session) lastAnswer() *leg {
+	for i := len(s.legs) - 1; i >= 0; i-- {
+		if s.legs[i].kind == legCR {
+			return &s.legs[i]
+		}
+	}
+	return nil
 }
 
 // lastUpstreamRcode is the rcode of the last forwarder response, noRcode if

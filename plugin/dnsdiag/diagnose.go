@@ -175,11 +175,7 @@ func (g *diagnosis) releaseAll(done func(s *session, extra []hints.Hint)) {
 
 // answers is the number of answer records in the client's last response.
 func (s *session) answers() int {
-	for i := len(s.legs) - 1; i >= 0; i-- {
-		l := &s.legs[i]
-		if l.kind != legCR {
-			continue
-		}
+	if l := s.lastAnswer(); l != nil {
 		if l.msg != nil {
 			return len(l.msg.Answer)
 		}
