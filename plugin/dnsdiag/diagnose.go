@@ -102,14 +102,15 @@ func (s *session) truncatedOnWrite() {
 		return
 	}
 	s.probe.Truncated = true
-	s.held = s.diag.det.HoldTruncated(&s.probe)
+	if s.held = s.diag.det.HoldTruncated(&s.probe); s.held {
+		s.diag.hold(s)
+	}
 }
 
 // diagnose shows the detectors a classified client session that they have
 // not seen answered (the client got nothing, or only the server's answer),
-// and puts their hints on its verdict. It reports whether the session must
-// be held for a later verdict.
-func (g *diagnosis) diagnose(s *session) (held bool) {
+// and puts their hints on its verdict.
+func (g *diagnosis) diagnose(s *session) {
 	if !s.observed && s.diag != nil {
 		v := &s.verdict
 		p := s.fillProbe()
@@ -121,7 +122,6 @@ func (g *diagnosis) diagnose(s *session) (held bool) {
 		s.observe()
 	}
 	s.verdict.hints = s.hints
-	return s.held
 }
 
 // fillProbe completes the probe with the upstream attempts so far.
@@ -143,23 +143,45 @@ func (s *session) observe() {
 	if !s.probe.Client.IsValid() {
 		return
 	}
-	s.hints, s.held = s.diag.det.Observe(&s.probe, s.hintBuf[:0])
+	if s.hints, s.held = s.diag.det.Observe(&s.probe, s.hintBuf[:0]); s.held {
+		s.diag.hold(s)
+	}
 }
 
-// hold keeps s until the detector releases it.
+// hold keeps s from the moment the detector holds it, which may be before
+// the session has ended (it is told of the answer as it is written).
 func (g *diagnosis) hold(s *session) {
 	g.mu.Lock()
 	g.held[s.id] = s
 	g.mu.Unlock()
 }
 
-// release hands every held session whose window closed by now, with the
-// hints its later verdict added, to done.
+// park hands an ended, held session to the detector's release, which will
+// decide it. It reports false when the detector released the session while
+// it was still ending: its later hints are then in s.extra, and the caller
+// decides it.
+func (g *diagnosis) park(s *session) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s.released {
+		return false
+	}
+	s.parked = true
+	return true
+}
+
+// release hands every held, parked session whose window closed by now, with
+// the hints its later verdict added, to done. A session released before it
+// was parked keeps those hints for park's caller.
 func (g *diagnosis) release(now time.Time, done func(s *session, extra []hints.Hint)) {
 	g.det.Due(now, func(id uint64, extra []hints.Hint) {
 		g.mu.Lock()
 		s := g.held[id]
 		delete(g.held, id)
+		if s != nil && !s.parked {
+			s.extra, s.released = append(s.extra, extra...), true
+			s = nil
+		}
 		g.mu.Unlock()
 		if s != nil {
 			done(s, extra)

@@ -90,13 +90,19 @@ func (d *Dnsdiag) finish(ctx context.Context, s *session) {
 // until they release it (see release).
 func (d *Dnsdiag) conclude(m *serverMetrics, s *session) {
 	classify(s)
-	held := !s.background && d.diag.diagnose(s)
+	if !s.background {
+		d.diag.diagnose(s)
+	}
 	m.count(s)
-	if held {
-		// The query goroutine still owns the messages: copy them now.
+	if s.held {
+		// The goroutine ending the session still owns its messages: copy
+		// them now, before the release may take it.
 		d.ready(m, s)
-		d.diag.hold(s)
-		return
+		if d.diag.park(s) {
+			return
+		}
+		s.verdict.hints = append(s.verdict.hints, s.extra...)
+		m.countHints(s.extra)
 	}
 	d.decide(m, s)
 }

@@ -88,6 +88,10 @@ type session struct {
 	observed   bool         // the detectors have seen the session end (see answered)
 	hints      []hints.Hint // what they found, backed by hintBuf
 	held       bool         // they need a later event to finish its verdict
+	// Guarded by the diagnosis's lock: the detector may release a held
+	// session before it has ended (see diagnosis.park).
+	parked, released bool
+	extra            []hints.Hint // hints of a release before the end
 
 	// What the report is fed, in place for the same reason.
 	reportTries [maxProbeAttempts]report.Attempt
