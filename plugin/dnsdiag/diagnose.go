@@ -3,6 +3,7 @@ package dnsdiag
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dnsdiag/dnsdiag/plugin/hints"
@@ -42,12 +43,41 @@ type diagnosis struct {
 }
 
 func newDiagnosis(cfg hints.Config) (*diagnosis, error) {
-	cfg.Dropped = dropped
+	cfg.Dropped = hintDropped
 	det, err := hints.New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &diagnosis{det: det, held: map[uint64]*session{}}, nil
+}
+
+// hintDropReasons are the detectors' reasons for dropped_total. Under a
+// flood a table evicts on every query, at the deepest point of its stack:
+// there hintDropped only adds to an atomic, and the instance's ticker moves
+// the counts to Prometheus (flushHintDrops).
+var hintDropReasons = [...]string{hints.ReasonRetransmitEvicted, hints.ReasonPairEvicted, hints.ReasonSearchEvicted,
+	hints.ReasonHeldFull, hints.ReasonUpstreamsFull}
+
+var hintDropCounts [len(hintDropReasons)]atomic.Uint64
+
+func hintDropped(reason string) {
+	for i := range hintDropReasons {
+		if hintDropReasons[i] == reason {
+			hintDropCounts[i].Add(1)
+			return
+		}
+	}
+	dropped(reason)
+}
+
+// flushHintDrops adds the drops counted since the last flush to
+// dropped_total.
+func flushHintDrops() {
+	for i := range hintDropCounts {
+		if n := hintDropCounts[i].Swap(0); n > 0 {
+			droppedTotal.WithLabelValues(hintDropReasons[i]).Add(float64(n))
+		}
+	}
 }
 
 // begin shows the detectors a client query as it arrives.

@@ -17,6 +17,7 @@ func (d *Dnsdiag) run(stop <-chan struct{}) {
 		select {
 		case now := <-due.C:
 			d.diag.release(now, d.release)
+			flushHintDrops()
 			if d.report != nil {
 				d.report.sample()
 				d.report.tick(now)
@@ -26,6 +27,7 @@ func (d *Dnsdiag) run(stop <-chan struct{}) {
 			last = now
 		case <-stop:
 			d.diag.releaseAll(d.release)
+			flushHintDrops()
 			d.reportLimits(time.Since(last))
 			return
 		}

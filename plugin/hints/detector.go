@@ -1,7 +1,7 @@
 package hints
 
 import (
-	"hash/maphash"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 )
@@ -10,7 +10,7 @@ import (
 // any number of query goroutines; everything it keeps is allocated by New.
 type Detector struct {
 	cfg  Config
-	seed maphash.Seed
+	seed uint64 // of every hash: random, so that keys cannot be aimed at one set
 
 	// Windows in nanoseconds, as the tables keep times.
 	retxWindow, pairGap, searchWindow, tcWindow, upWindow int64
@@ -31,7 +31,7 @@ func New(cfg Config) (*Detector, error) {
 	}
 	return &Detector{
 		cfg:          cfg,
-		seed:         maphash.MakeSeed(),
+		seed:         rand.Uint64(),
 		retxWindow:   int64(cfg.RetransmitWindow),
 		pairGap:      int64(cfg.PairGap),
 		searchWindow: int64(cfg.SearchWindow),

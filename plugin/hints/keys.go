@@ -2,7 +2,6 @@ package hints
 
 import (
 	"encoding/binary"
-	"hash/maphash"
 )
 
 // Keys are seeded hashes, so that a client cannot choose names or source
@@ -10,32 +9,33 @@ import (
 // of their case-folded bytes: two different names are taken for one with a
 // chance of 2^-64, and no name is copied or kept to compare it.
 
-// foldHash hashes s as if ASCII letters were lower case.
-func foldHash(seed maphash.Seed, s string) uint64 {
-	upper := false
+// foldHash hashes s as if ASCII letters were lower case. It is plain
+// arithmetic on purpose: the detectors run at the deepest point of a
+// query's stack (as its answer is written), where a hash with buffers of
+// its own (hash/maphash) made Go grow the goroutine's stack on every query.
+// seed is random per Detector, so an outsider cannot aim names at one set.
+func foldHash(seed uint64, s string) uint64 {
+	h := seed ^ fnvOffset
 	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			upper = true
-			break
-		}
+		h = (h ^ uint64(lower(s[i]))) * fnvPrime
 	}
-	if !upper {
-		return maphash.String(seed, s)
-	}
-	// maphash.Hash gives the same sum however the input is split, so the
-	// name is folded through a stack buffer.
-	var h maphash.Hash
-	h.SetSeed(seed)
-	var buf [64]byte
-	for len(s) > 0 {
-		n := copy(buf[:], s)
-		for i := range n {
-			buf[i] = lower(buf[i])
-		}
-		h.Write(buf[:n])
-		s = s[n:]
-	}
-	return h.Sum64()
+	return fmix(h)
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fmix spreads every bit of h over the result (MurmurHash3's finalizer),
+// so that set indexes taken from the low bits depend on the whole input.
+func fmix(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
 }
 
 func lower(c byte) byte {
@@ -47,15 +47,11 @@ func lower(c byte) byte {
 
 // mix is the key of a table entry: a hash of a name hash, a client address
 // and up to four 16-bit fields.
-func mix(seed maphash.Seed, name uint64, ip *[16]byte, a, b, c, d uint16) uint64 {
-	var buf [32]byte
-	binary.LittleEndian.PutUint64(buf[0:], name)
-	copy(buf[8:24], ip[:])
-	binary.LittleEndian.PutUint16(buf[24:], a)
-	binary.LittleEndian.PutUint16(buf[26:], b)
-	binary.LittleEndian.PutUint16(buf[28:], c)
-	binary.LittleEndian.PutUint16(buf[30:], d)
-	return maphash.Bytes(seed, buf[:])
+func mix(seed, name uint64, ip *[16]byte, a, b, c, d uint16) uint64 {
+	h := fmix(seed ^ name)
+	h = fmix(h ^ binary.LittleEndian.Uint64(ip[0:8]))
+	h = fmix(h ^ binary.LittleEndian.Uint64(ip[8:16]))
+	return fmix(h ^ (uint64(a) | uint64(b)<<16 | uint64(c)<<32 | uint64(d)<<48))
 }
 
 // firstLabel is the name's first label: every candidate of a search walk
