@@ -153,6 +153,9 @@ const truncatedMax = len(`,"MessagesTruncated":{"Records":12582720,"Messages":64
 // longer than limit only if the part before Messages alone is.
 func (lb *lineBuf) bound(s *session, limit int) []byte {
 	n := len(s.legs)
+	if n == 0 {
+		return lb.line // nothing to cut
+	}
 	budget := limit - lb.at.messages - len(`]`) - truncatedMax - len(`}`)
 
 	lb.heads = lb.heads[:0]

@@ -67,6 +67,21 @@ func readBounded(t *testing.T, text string) []boundedLine {
 	return out
 }
 
+// oneBounded serves one query through an instance of corefile in front of
+// next and returns its one session line.
+func oneBounded(t *testing.T, corefile string, next plugin.Handler) boundedLine {
+	t.Helper()
+	logs := captureLog(t)
+	d := newTestDiag(t, corefile, next)
+	d.ServeDNS(context.Background(), &test.ResponseWriter{}, query("bound.test", dns.TypeA))
+	lines.flush(flushTimeout)
+	ls := readBounded(t, logs.String())
+	if len(ls) != 1 {
+		t.Fatalf("%q: %d session lines, want 1", corefile, len(ls))
+	}
+	return ls[0]
+}
+
 // recordsOf is ANCOUNT + NSCOUNT + ARCOUNT of an RFC 8427 message.
 func recordsOf(m map[string]any) int {
 	n := 0
@@ -126,15 +141,7 @@ func TestBoundBigAnswer(t *testing.T) {
 // Records is exactly the header counts of the messages cut to their header
 // plus 40 for each leg omitted.
 func TestBoundManyLegs(t *testing.T) {
-	logs := captureLog(t)
-	d := newTestDiag(t, "dnsdiag {\n log all\n rate 0\n max_line 4k\n}", manyRecords(40, 10))
-	d.ServeDNS(context.Background(), &test.ResponseWriter{}, query("legs.test", dns.TypeA))
-	lines.flush(flushTimeout)
-	ls := readBounded(t, logs.String())
-	if len(ls) != 1 {
-		t.Fatalf("%d session lines, want 1", len(ls))
-	}
-	l := ls[0]
+	l := oneBounded(t, "dnsdiag {\n log all\n rate 0\n max_line 4k\n}", manyRecords(40, 10))
 	if l.size > 4096 {
 		t.Errorf("line is %d bytes, want at most 4096", l.size)
 	}
@@ -165,15 +172,7 @@ func TestBoundKeepsWhatFits(t *testing.T) {
 		{"dnsdiag {\n log all\n}", 3},
 		{"dnsdiag {\n log all\n max_line off\n}", 500},
 	} {
-		logs := captureLog(t)
-		d := newTestDiag(t, tc.corefile, manyRecords(tc.records, 1))
-		d.ServeDNS(context.Background(), &test.ResponseWriter{}, query("fits.test", dns.TypeA))
-		lines.flush(flushTimeout)
-		ls := readBounded(t, logs.Take())
-		if len(ls) != 1 {
-			t.Fatalf("%q: %d session lines, want 1", tc.corefile, len(ls))
-		}
-		l := ls[0]
+		l := oneBounded(t, tc.corefile, manyRecords(tc.records, 1))
 		rrs, _ := l.messages[1]["answerRRs"].([]any)
 		if l.truncated != nil || len(rrs) != tc.records || strings.Contains(l.Raw, "MessagesTruncated") {
 			t.Errorf("%q: %d records shown of %d, MessagesTruncated %+v", tc.corefile, len(rrs), tc.records, l.truncated)
@@ -185,15 +184,7 @@ func TestBoundKeepsWhatFits(t *testing.T) {
 // of the messages, so a line that does not fit only omits legs, and counts
 // no records.
 func TestBoundHeaderOnlyLines(t *testing.T) {
-	logs := captureLog(t)
-	d := newTestDiag(t, "dnsdiag {\n log all\n messages header\n max_line 2048\n}", manyRecords(5, 20))
-	d.ServeDNS(context.Background(), &test.ResponseWriter{}, query("headers.test", dns.TypeA))
-	lines.flush(flushTimeout)
-	ls := readBounded(t, logs.String())
-	if len(ls) != 1 {
-		t.Fatalf("%d session lines, want 1", len(ls))
-	}
-	l := ls[0]
+	l := oneBounded(t, "dnsdiag {\n log all\n messages header\n max_line 2048\n}", manyRecords(5, 20))
 	if l.size > 2048 || l.truncated == nil || l.truncated.Records != 0 || l.truncated.Messages != 0 || len(l.Messages)+l.truncated.Omitted != 21 {
 		t.Errorf("%d bytes, %d legs, MessagesTruncated %+v: want at most 2048 bytes, 21 legs shown or omitted, no records counted", l.size, len(l.Messages), l.truncated)
 	}
