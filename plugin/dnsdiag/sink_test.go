@@ -3,8 +3,10 @@ package dnsdiag
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	golog "log"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -148,6 +150,51 @@ func TestJSONLoggerInternals(t *testing.T) {
 	}
 }
 
+// endedSession is a session as ServeDNS and decide leave it for the
+// writer, always the same: a query the chain did not answer.
+func endedSession(d *Dnsdiag) *session {
+	s := newSession()
+	s.w, s.req, s.start = &test.ResponseWriter{}, query("batch.test", dns.TypeA), time.Unix(1, 0)
+	s.req.Id = 7
+	s.legs = append(s.legs, leg{kind: legCQ, at: s.start})
+	s.bits, s.end, s.returned = legCQ, s.start.Add(time.Millisecond), true
+	classify(s)
+	d.ready(d.metrics.forServer("dns://:53"), s)
+	return s
+}
+
+// BenchmarkSink is the writer's cost per line, rendering included, to
+// /dev/null: lines written one per write (what a quiet server gets, and
+// what every line cost before batching) and 32 per write.
+func BenchmarkSink(b *testing.B) {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	output, flags := golog.Writer(), golog.Flags()
+	b.Cleanup(func() {
+		golog.SetOutput(output)
+		golog.SetFlags(flags)
+		null.Close()
+	})
+	golog.SetOutput(null)
+	golog.SetFlags(0)
+	d := newTestDiag(b, "dnsdiag {\n log all\n rate 0\n}", nil)
+	for _, batch := range []int{1, 32} {
+		b.Run(fmt.Sprintf("batch-%d", batch), func(b *testing.B) {
+			var k sink
+			b.ReportAllocs()
+			for i := range b.N {
+				k.add(endedSession(d))
+				if (i+1)%batch == 0 {
+					k.write()
+				}
+			}
+			k.write()
+		})
+	}
+}
+
 // countingWriter counts the writes it gets.
 type countingWriter struct {
 	dnsdiagtest.SyncBuffer
@@ -169,15 +216,7 @@ func TestTextBatch(t *testing.T) {
 	ended := func(n int) []*session {
 		var ss []*session
 		for range n {
-			// As ServeDNS would, then decide, but kept from the writer.
-			s := newSession()
-			s.w, s.req, s.start = &test.ResponseWriter{}, query("batch.test", dns.TypeA), time.Unix(1, 0)
-			s.req.Id = 7
-			s.legs = append(s.legs, leg{kind: legCQ, at: s.start})
-			s.bits, s.end, s.returned = legCQ, s.start.Add(time.Millisecond), true
-			classify(s)
-			d.ready(d.metrics.forServer("dns://:53"), s)
-			ss = append(ss, s)
+			ss = append(ss, endedSession(d))
 		}
 		return ss
 	}
