@@ -135,7 +135,7 @@ func (d *Dnsdiag) ready(m *serverMetrics, s *session) {
 	if s.ready {
 		return
 	}
-	s.ready, s.metrics, s.full = true, m, d.policy.fullMessages()
+	s.ready, s.metrics, s.full, s.maxLine = true, m, d.policy.fullMessages(), d.policy.maxLine
 	if !s.background {
 		state := request.Request{W: s.w, Req: s.req}
 		s.proto = state.Proto()

@@ -227,7 +227,7 @@ func TestLateWriteIsCountedNotRecorded(t *testing.T) {
 
 func TestLegLimitMarksSampleLoss(t *testing.T) {
 	logs := captureLog(t)
-	d := newTestDiag(t, "dnsdiag", plugin.HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	d := newTestDiag(t, "dnsdiag {\n max_line off\n}", plugin.HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		for range maxLegs + 1 {

@@ -32,6 +32,10 @@ import (
 //     labels in a map under an unexported key, and has no constructor of a
 //     context that shares a map lazily. The key is learnt by asking the
 //     package for the labels of a probe context (metadataKey).
+//  4. The JSON logger: with -log-format json, the report is a WARN record
+//     with attributes, for which clog has no function; jsonLogger (sink.go)
+//     reads the *slog.Logger from the writer clog gives the standard logger,
+//     and falls back to clog's string form if it is not there.
 
 // coreDNSVersion is the CoreDNS release whose internals this file was
 // written and tested against.

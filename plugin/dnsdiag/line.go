@@ -24,8 +24,9 @@ func (s *session) prepareLog() {
 
 // appendLine renders the session and its verdict as one JSON object: the
 // summary first, then the upstream attempts, then every leg with its DNS
-// message in RFC 8427 form.
-func appendLine(b []byte, s *session) []byte {
+// message in RFC 8427 form. It notes in at where Messages and each leg are
+// in b, for bound.
+func appendLine(b []byte, s *session, at *lineLayout) []byte {
 	v := &s.verdict
 	b = append(b, `{"Status":`...)
 	b = appendJSONString(b, v.status.String())
@@ -93,19 +94,140 @@ func appendLine(b []byte, s *session) []byte {
 	}
 
 	b = append(b, `],"Messages":[`...)
+	at.messages = len(b)
 	for i := range s.legs {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = s.appendLeg(b, &s.legs[i])
+		at.legs[i].start = len(b)
+		b = s.appendLeg(b, &s.legs[i], s.full)
+		at.legs[i].end = len(b)
 	}
 	return append(b, "]}"...)
 }
 
+// lineLayout is where appendLine put the parts of a line that bound may
+// shorten: the start of Messages' members, and each leg.
+type lineLayout struct {
+	messages int
+	legs     [maxLegs]span
+}
+
+// span is b[start:end] of a rendered line.
+type span struct{ start, end int }
+
+func (p span) len() int { return p.end - p.start }
+
+// lineBuf is the log writer's rendering state, reused from line to line.
+type lineBuf struct {
+	line   []byte // the line as the policy asks for it
+	at     lineLayout
+	heads  []byte // bound: each leg with only its header and question
+	headAt [maxLegs]span
+	cut    []byte // bound: the line cut to its limit
+}
+
+// render renders s, at most limit bytes long if limit > 0 (see bound). The
+// result is valid until the next render.
+func (lb *lineBuf) render(s *session, limit int) []byte {
+	lb.line = appendLine(lb.line[:0], s, &lb.at)
+	if limit <= 0 || len(lb.line) <= limit {
+		return lb.line
+	}
+	return lb.bound(s, limit)
+}
+
+// truncatedMax is the longest MessagesTruncated member: at most maxLegs
+// messages of at most 3 * 65535 records (by their header counts).
+const truncatedMax = len(`,"MessagesTruncated":{"Records":12582720,"Messages":64,"Omitted":64}`)
+
+// bound shortens lb.line, longer than limit, to fit it. Everything before
+// Messages (the summary, hints and upstreams) is kept as it is: only the
+// legs give way. Every leg is first given its header and question only
+// (the `messages header` form, whose counts still say how many records
+// the message had); legs are left out from the last one while even that
+// does not fit; then, in order, each leg whose whole message still fits
+// gets it back. A MessagesTruncated member closes the line: the Records
+// left out (by the header counts of the messages cut or left out), the
+// Messages shown without their records, the legs Omitted. The line stays
+// longer than limit only if the part before Messages alone is.
+func (lb *lineBuf) bound(s *session, limit int) []byte {
+	n := len(s.legs)
+	if n == 0 {
+		return lb.line // nothing to cut
+	}
+	budget := limit - lb.at.messages - len(`]`) - truncatedMax - len(`}`)
+
+	lb.heads = lb.heads[:0]
+	cost := -1 // the commas between legs
+	for i := range n {
+		lb.headAt[i].start = len(lb.heads)
+		lb.heads = s.appendLeg(lb.heads, &s.legs[i], false)
+		lb.headAt[i].end = len(lb.heads)
+		cost += lb.headAt[i].len() + 1
+	}
+	kept := n
+	for kept > 0 && cost > budget {
+		kept--
+		cost -= lb.headAt[kept].len() + 1
+	}
+	var whole [maxLegs]bool
+	for i := range kept {
+		if grow := lb.at.legs[i].len() - lb.headAt[i].len(); cost+grow <= budget {
+			whole[i] = true
+			cost += grow
+		}
+	}
+
+	b := append(lb.cut[:0], lb.line[:lb.at.messages]...)
+	var records, cut int
+	for i := range n {
+		switch {
+		case i >= kept:
+			records += s.legRecords(&s.legs[i])
+			continue
+		case i > 0:
+			b = append(b, ',')
+		}
+		if whole[i] {
+			b = append(b, lb.line[lb.at.legs[i].start:lb.at.legs[i].end]...)
+			continue
+		}
+		b = append(b, lb.heads[lb.headAt[i].start:lb.headAt[i].end]...)
+		if r := s.legRecords(&s.legs[i]); r > 0 {
+			records += r
+			cut++
+		}
+	}
+	b = append(b, `],"MessagesTruncated":{"Records":`...)
+	b = strconv.AppendInt(b, int64(records), 10)
+	b = append(b, `,"Messages":`...)
+	b = strconv.AppendInt(b, int64(cut), 10)
+	b = append(b, `,"Omitted":`...)
+	b = strconv.AppendInt(b, int64(n-kept), 10)
+	lb.cut = append(b, "}}"...)
+	return lb.cut
+}
+
+// legRecords is how many answer, authority and additional records the
+// message of leg l has in a line, by its header's counts: none when lines
+// carry only headers (`messages header`).
+func (s *session) legRecords(l *leg) int {
+	if !s.full {
+		return 0
+	}
+	m, raw := s.legMessage(l)
+	if m != nil {
+		return len(m.Answer) + len(m.Ns) + len(m.Extra)
+	}
+	c, _ := wireCounts(raw)
+	return c[1] + c[2] + c[3]
+}
+
 // appendLeg renders one leg like a dnstap message: its type, when dnsdiag
-// saw it, who sent the query to whom, and the DNS message.
-func (s *session) appendLeg(b []byte, l *leg) []byte {
-	full := s.full
+// saw it, who sent the query to whom, and the DNS message, whole if full is
+// set, else only its header and question.
+func (s *session) appendLeg(b []byte, l *leg, full bool) []byte {
 	b = append(b, `{"Type":`...)
 	switch l.kind {
 	case legCQ:
@@ -128,22 +250,31 @@ func (s *session) appendLeg(b []byte, l *leg) []byte {
 		b = appendField(b, "Protocol", s.proto)
 	}
 	b = append(b, `,"Message":`...)
-	switch {
-	case l.kind == legCQ:
-		b = appendMsgJSON(b, s.req, full)
-	case l.msg != nil:
-		b = appendMsgJSON(b, l.msg, full)
-	case l.raw != nil:
-		b = appendRawMsgJSON(b, l.raw, full)
-	case l.kind == legFQ:
-		b = appendRawMsgJSON(b, l.tap.GetQueryMessage(), full)
-	default:
-		b = appendRawMsgJSON(b, l.tap.GetResponseMessage(), full)
+	if m, raw := s.legMessage(l); m != nil {
+		b = appendMsgJSON(b, m, full)
+	} else {
+		b = appendRawMsgJSON(b, raw, full)
 	}
 	if l.err != nil {
 		b = appendField(b, "WriteError", l.err.Error())
 	}
 	return append(b, '}')
+}
+
+// legMessage is the DNS message of leg l: parsed, or else in wire format
+// (possibly empty).
+func (s *session) legMessage(l *leg) (*dns.Msg, []byte) {
+	switch {
+	case l.kind == legCQ:
+		return s.req, nil
+	case l.msg != nil:
+		return l.msg, nil
+	case l.raw != nil:
+		return nil, l.raw
+	case l.kind == legFQ:
+		return nil, l.tap.GetQueryMessage()
+	}
+	return nil, l.tap.GetResponseMessage()
 }
 
 func appendField(b []byte, name, value string) []byte {

@@ -22,6 +22,7 @@ type policy struct {
 	sample      uint64
 	hintCodes   uint8 // bit i set: sessions with a hint of code hints.Codes[i] are selected
 	headerOnly  bool  // Messages carry only each message's header and question
+	maxLine     int   // the most bytes of a line: 0 for defaultMaxLine, -1 for no bound
 	limiter     limiter
 	hintLimiter limiter
 

@@ -139,7 +139,7 @@ func (g *reporting) tick(now time.Time) {
 		log.Errorf("report: %v", err)
 		return
 	}
-	log.Warning(string(b))
+	writeReport(b)
 }
 
 // system is the window's kernel and cgroup figures: what grew from prev to

@@ -100,6 +100,7 @@ type session struct {
 	// logged (see conclude and finish).
 	ready                        bool           // ready has run
 	full                         bool           // Messages carry whole DNS messages, not only headers
+	maxLine                      int            // the policy's maxLine
 	metrics                      *serverMetrics // the server the line is counted under
 	server, client, local, proto string
 }

@@ -200,6 +200,12 @@ func parseOption(c *caddy.Controller, p *policy, opt string) error {
 			return c.Errf("messages: want full or header, got %q", strings.Join(args, " "))
 		}
 		p.headerOnly = args[0] == "header"
+	case "max_line":
+		n, err := parseMaxLine(args)
+		if err != nil {
+			return c.Errf("max_line: %v", err)
+		}
+		p.maxLine = n
 	default:
 		return c.Errf("unknown option %q", opt)
 	}
@@ -217,7 +223,7 @@ func validate(c *caddy.Controller, p *policy, set map[string]int) error {
 		return errAt("status", "use either 'log' or 'status', not both: 'status' is the finer form of 'log'")
 	}
 	if set["log"] > 0 && p.selectsNoStatus() {
-		for _, opt := range []string{"bitmap", "slow", "sample", "rate", "messages", "hints"} {
+		for _, opt := range []string{"bitmap", "slow", "sample", "rate", "messages", "hints", "max_line"} {
 			if set[opt] > 0 {
 				return errAt(opt, fmt.Sprintf("'log none' logs nothing, so %q has no effect: remove it", opt))
 			}

@@ -1,0 +1,254 @@
+package dnsdiag
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	golog "log"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/coredns/coredns/plugin/test"
+	"github.com/dnsdiag/dnsdiag/plugin/dnsdiagtest"
+	"github.com/dnsdiag/dnsdiag/plugin/report"
+	"github.com/miekg/dns"
+)
+
+// jsonLog turns on CoreDNS's JSON logging (-log-format json) into a buffer
+// for the test, and back to text, with the standard logger's output, flags
+// and prefix as they were, when it ends.
+func jsonLog(t *testing.T) *dnsdiagtest.SyncBuffer {
+	out := new(dnsdiagtest.SyncBuffer)
+	output, flags, prefix := golog.Writer(), golog.Flags(), golog.Prefix()
+	t.Cleanup(func() {
+		lines.flush(flushTimeout) // a line still queued is written in JSON
+		if err := clog.Configure("text", io.Discard); err != nil {
+			t.Error(err)
+		}
+		golog.SetOutput(output) // nil after another test's captureLog
+		golog.SetFlags(flags)
+		golog.SetPrefix(prefix)
+	})
+	if err := clog.Configure("json", out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// record is one JSON log record as the tests read it.
+type record struct {
+	Time    string
+	Level   string
+	Msg     string
+	Plugin  string
+	Session *dnsdiagtest.Line
+	Report  *report.Report
+
+	raw string
+}
+
+// records parses every line of out as a JSON record, failing on any that
+// is not one, and keeps those of plugin/dnsdiag.
+func records(t *testing.T, out string) []record {
+	t.Helper()
+	var rs []record
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		var r record
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("not a JSON record: %v\n%s", err, l)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, r.Time); err != nil {
+			t.Errorf("record without a time: %v\n%s", err, l)
+		}
+		if r.Plugin == "dnsdiag" {
+			r.raw = l
+			rs = append(rs, r)
+		}
+	}
+	return rs
+}
+
+// TestJSONRecords: with -log-format json, a session is an INFO record whose
+// "session" member is the line's object (not a string), a report a WARN
+// record whose "report" member is the report, and the rate limit's warning
+// a WARN record of plugin dnsdiag.
+func TestJSONRecords(t *testing.T) {
+	out := jsonLog(t)
+	d := newTestDiag(t, "dnsdiag", answer(dns.RcodeServerFailure))
+	d.ServeDNS(context.Background(), &test.ResponseWriter{}, query("fail.test", dns.TypeA))
+	lines.flush(flushTimeout)
+
+	rep := &report.Report{Sessions: 12, Failed: 11, Verdicts: []report.Verdict{{Code: "internal_failing", Text: "t"}}}
+	b, err := rep.AppendJSON(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeReport(b)
+
+	var l limiter
+	l.setRate(1)
+	l.suppressed.Add(3)
+	l.report(10 * time.Second)
+
+	rs := records(t, out.String())
+	if len(rs) != 3 {
+		t.Fatalf("%d dnsdiag records, want 3:\n%s", len(rs), out.String())
+	}
+	s := rs[0]
+	if s.Level != "INFO" || s.Msg != "session" || s.Session == nil || s.Session.Status != "Failed" || s.Session.QName != "fail.test." ||
+		s.Session.RcodeString() != "SERVFAIL" || len(s.Session.Messages) != 2 {
+		t.Errorf("session record: %s", s.raw)
+	}
+	r := rs[1]
+	if r.Level != "WARN" || r.Msg != "report" || r.Report == nil || r.Report.Sessions != 12 || len(r.Report.Verdicts) != 1 || r.Report.Verdicts[0].Code != "internal_failing" {
+		t.Errorf("report record: %s", r.raw)
+	}
+	w := rs[2]
+	if w.Level != "WARN" || !strings.HasPrefix(w.Msg, "rate limit: suppressed 3 session lines in the last 10s") {
+		t.Errorf("rate-limit record: %s", w.raw)
+	}
+}
+
+// TestJSONBound: in JSON mode a 500-record answer's record, envelope and
+// newline included, stays within the default bound, and says what it left
+// out.
+func TestJSONBound(t *testing.T) {
+	out := jsonLog(t)
+	d := newTestDiag(t, "dnsdiag {\n log all\n}", manyRecords(500, 1))
+	d.ServeDNS(context.Background(), &test.ResponseWriter{}, query("big.test", dns.TypeA))
+	lines.flush(flushTimeout)
+	rs := records(t, out.String())
+	if len(rs) != 1 {
+		t.Fatalf("%d dnsdiag records, want 1:\n%s", len(rs), out.String())
+	}
+	var tr struct {
+		Session struct{ MessagesTruncated *truncation }
+	}
+	if err := json.Unmarshal([]byte(rs[0].raw), &tr); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rs[0].raw) + 1; n > defaultMaxLine || tr.Session.MessagesTruncated == nil || tr.Session.MessagesTruncated.Records != 500 {
+		t.Errorf("record of %d bytes, MessagesTruncated %+v: want at most %d bytes, 500 records left out", n, tr.Session.MessagesTruncated, defaultMaxLine)
+	}
+}
+
+// TestJSONLoggerInternals fails when CoreDNS no longer hands the standard
+// logger a writer holding its JSON logger (internals.go, 4): reports would
+// then be strings again.
+func TestJSONLoggerInternals(t *testing.T) {
+	if jsonLogger() != nil {
+		t.Fatal("a JSON logger in text mode")
+	}
+	jsonLog(t)
+	if jsonLogger() == nil {
+		t.Fatalf("no JSON logger behind the standard logger's writer %T", golog.Writer())
+	}
+}
+
+// endedSession is a session as ServeDNS and decide leave it for the
+// writer, always the same: a query the chain did not answer.
+func endedSession(d *Dnsdiag) *session {
+	s := newSession()
+	s.w, s.req, s.start = &test.ResponseWriter{}, query("batch.test", dns.TypeA), time.Unix(1, 0)
+	s.req.Id = 7
+	s.legs = append(s.legs, leg{kind: legCQ, at: s.start})
+	s.bits, s.end, s.returned = legCQ, s.start.Add(time.Millisecond), true
+	classify(s)
+	d.ready(d.metrics.forServer("dns://:53"), s)
+	return s
+}
+
+// BenchmarkSink is the writer's cost per line, rendering included, to
+// /dev/null: lines written one per write (what a quiet server gets, and
+// what every line cost before batching) and 32 per write.
+func BenchmarkSink(b *testing.B) {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	output, flags := golog.Writer(), golog.Flags()
+	b.Cleanup(func() {
+		golog.SetOutput(output)
+		golog.SetFlags(flags)
+		null.Close()
+	})
+	golog.SetOutput(null)
+	golog.SetFlags(0)
+	d := newTestDiag(b, "dnsdiag {\n log all\n rate 0\n}", nil)
+	for _, batch := range []int{1, 32} {
+		b.Run(fmt.Sprintf("batch-%d", batch), func(b *testing.B) {
+			var k sink
+			b.ReportAllocs()
+			for i := range b.N {
+				k.add(endedSession(d))
+				if (i+1)%batch == 0 {
+					k.write()
+				}
+			}
+			k.write()
+		})
+	}
+}
+
+// countingWriter counts the writes it gets.
+type countingWriter struct {
+	dnsdiagtest.SyncBuffer
+	writes int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.SyncBuffer.Write(p)
+}
+
+// TestTextBatch: sessions queued together are written in one write, each
+// line byte for byte what log.Info writes; with flags on the standard
+// logger each line goes through log.Info, with its own header.
+func TestTextBatch(t *testing.T) {
+	flags := golog.Flags()
+	t.Cleanup(func() { golog.SetFlags(flags) })
+	d := newTestDiag(t, "dnsdiag {\n log all\n rate 0\n}", answer(dns.RcodeSuccess))
+	ended := func(n int) []*session {
+		var ss []*session
+		for range n {
+			ss = append(ss, endedSession(d))
+		}
+		return ss
+	}
+	expect := appendLine(nil, ended(1)[0], new(lineLayout))
+
+	golog.SetFlags(0)
+	want := &countingWriter{}
+	golog.SetOutput(want)
+	log.Info(string(expect))
+
+	got := &countingWriter{}
+	golog.SetOutput(got)
+	var k sink
+	for _, s := range ended(3) {
+		k.add(s)
+	}
+	k.write()
+	if got.writes != 1 || got.String() != strings.Repeat(want.String(), 3) {
+		t.Errorf("%d writes of\n%q\nwant 1 of 3 times\n%q", got.writes, got.String(), want.String())
+	}
+
+	golog.SetFlags(golog.LstdFlags)
+	stamped := &countingWriter{}
+	golog.SetOutput(stamped)
+	t.Cleanup(func() { golog.SetOutput(nil) })
+	for _, s := range ended(2) {
+		k.add(s)
+	}
+	k.write()
+	stampedLine := regexp.MustCompile(`^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ` + regexp.QuoteMeta(strings.TrimSuffix(want.String(), "\n")) + `$`)
+	ls := strings.Split(strings.TrimSuffix(stamped.String(), "\n"), "\n")
+	if stamped.writes != 2 || len(ls) != 2 || !stampedLine.MatchString(ls[0]) || !stampedLine.MatchString(ls[1]) {
+		t.Errorf("with LstdFlags: %d writes of\n%s\nwant 2 lines each %q with a timestamp", stamped.writes, stamped.String(), want.String())
+	}
+}
