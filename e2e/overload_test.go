@@ -318,8 +318,15 @@ silent.test:{{SILENT}} {
 	if statuses["SampleLoss"] > drops["leg_limit"] {
 		t.Errorf("%v SampleLoss sessions but %v leg_limit drops", statuses["SampleLoss"], drops["leg_limit"])
 	}
-	if midInflight < float64(silentQPS) {
-		t.Errorf("only %v sessions in flight at mid-load: the silent upstream did not hold sessions", midInflight)
+	// The flood overflows the socket the silent zone's queries share, so
+	// the kernel drops them in the flood's proportion: CoreDNS holds what
+	// it read of them for forward's timeout. Half of that must be in
+	// flight (a bound of silentQPS alone failed whenever the machine
+	// answered under a quarter of the flood, whatever the binary).
+	readShare := float64(floodRecv.Load()) / float64(max(floodSent.Load(), 1))
+	if want := float64(silentQPS) * readShare * ovForwardTimeout.Seconds() / 2; midInflight < want || midInflight == 0 {
+		t.Errorf("only %v sessions in flight at mid-load, want at least %.0f (%d silent q/s, %.0f%% of datagrams read, held %s): the silent upstream did not hold sessions",
+			midInflight, want, silentQPS, 100*readShare, ovForwardTimeout)
 	}
 	if sessions/secs < 1000 {
 		t.Errorf("server held only %.0f sessions/s", sessions/secs)
