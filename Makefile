@@ -14,10 +14,13 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLA
 .PHONY: build run test unit e2e e2e-tools e2e-race vet clean image bench stress fuzz fuzz-corpus
 
 # build regenerates build/coredns/zplugin.go (imports and directive order)
-# from plugin.cfg first, as CoreDNS's own Makefile does.
+# from plugin.cfg first, as CoreDNS's own Makefile does. It also writes
+# ./dnsdiag-analyser, dnsdiag for a stock CoreDNS's dnstap stream
+# (build/analyser/README.md).
 build:
 	$(GO) generate ./build/coredns
 	$(GOBUILD) -o coredns ./build/coredns
+	$(GOBUILD) -o dnsdiag-analyser ./build/analyser
 
 run: build
 	./coredns -conf corefile-examples/demo.Corefile
@@ -109,4 +112,4 @@ image: build
 		-o coredns-dnsdiag.tar
 
 clean:
-	rm -f coredns coredns-race coredns-dnsdiag.tar
+	rm -f coredns coredns-race dnsdiag-analyser coredns-dnsdiag.tar

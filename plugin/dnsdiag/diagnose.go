@@ -48,10 +48,10 @@ func newDiagnosis(cfg hints.Config) (*diagnosis, error) {
 	return &diagnosis{det: det, held: map[uint64]*session{}}, nil
 }
 
-// begin shows the detectors a client query as it arrives.
-func (g *diagnosis) begin(s *session, w dns.ResponseWriter, r *dns.Msg) {
+// begin shows the detectors a client query from remote as it arrives.
+func (g *diagnosis) begin(s *session, remote net.Addr, r *dns.Msg) {
 	p := &s.probe
-	switch a := w.RemoteAddr().(type) {
+	switch a := remote.(type) {
 	case *net.UDPAddr:
 		p.Client = a.AddrPort()
 	case *net.TCPAddr:

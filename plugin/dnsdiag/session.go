@@ -90,6 +90,10 @@ type session struct {
 	full                         bool           // Messages carry whole DNS messages, not only headers
 	metrics                      *serverMetrics // the server the line is counted under
 	server, client, local, proto string
+
+	// ambiguous: the analyser could as well have paired a leg with another
+	// session (the same question from two clients at once).
+	ambiguous bool
 }
 
 var sessionPool = sync.Pool{New: func() any { return new(session) }}

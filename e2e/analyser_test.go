@@ -1,0 +1,410 @@
+package e2e
+
+import (
+	"bufio"
+	binenc "encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tap "github.com/dnstap/golang-dnstap"
+	framestream "github.com/farsightsec/golang-framestream"
+	"github.com/miekg/dns"
+	"google.golang.org/protobuf/proto"
+)
+
+// The analyser (build/analyser) against the project's ./coredns used as a
+// stock CoreDNS: a Corefile without dnsdiag, with `dnstap ... full`.
+
+// analyserWindow is the analyser's session window in these tests: longer
+// than forward's 5 s of attempts, short enough for a session that never
+// gets an answer (acl drop) to end within WaitLine's 10 s.
+const analyserWindow = "6s"
+
+var (
+	analyserOnce sync.Once
+	analyserBin  string
+	analyserErr  error
+)
+
+// analyserBinary is ./dnsdiag-analyser beside the coredns binary under
+// test (`make build` writes both), built into a temporary directory when
+// it is not there (`make e2e-race` builds only coredns-race).
+func analyserBinary(t *testing.T) string {
+	t.Helper()
+	analyserOnce.Do(func() {
+		analyserBin = filepath.Join(filepath.Dir(binary), "dnsdiag-analyser")
+		if _, err := os.Stat(analyserBin); err == nil {
+			return
+		}
+		dir, err := os.MkdirTemp("", "dnsdiag-e2e-analyser-")
+		if err != nil {
+			analyserErr = err
+			return
+		}
+		analyserBin = filepath.Join(dir, "dnsdiag-analyser")
+		out, err := exec.Command("go", "build", "-trimpath", "-o", analyserBin, "../build/analyser").CombinedOutput()
+		if err != nil {
+			analyserErr = fmt.Errorf("building the analyser: %v\n%s", err, out)
+		}
+	})
+	if analyserErr != nil {
+		t.Fatal(analyserErr)
+	}
+	return analyserBin
+}
+
+// startAnalyser runs the analyser with args plus a -listen on a free port
+// and a -metrics endpoint, waits until it listens, and returns it (as a
+// Server, whose output helpers read its lines) with both ports.
+func startAnalyser(t *testing.T, args ...string) (s *Server, tapPort, metricsPort int) {
+	t.Helper()
+	bin := analyserBinary(t)
+	for attempt := 0; attempt < 3; attempt++ {
+		tapPort, metricsPort = freePort(t), freePort(t)
+		s = &Server{t: t, dir: t.TempDir(), ports: map[string]int{}, out: &output{}, exited: make(chan struct{})}
+		s.conf = filepath.Join(s.dir, "none")
+		all := append([]string{"-listen", "tcp://127.0.0.1:" + strconv.Itoa(tapPort),
+			"-metrics", "127.0.0.1:" + strconv.Itoa(metricsPort)}, args...)
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.cmd = exec.Command(bin, all...)
+		s.cmd.Stdout, s.cmd.Stderr = w, w
+		if err := s.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		go func() {
+			eachLine(bufio.NewReader(r), s.out.add)
+			r.Close()
+			s.out.mu.Lock()
+			s.out.eof = true
+			s.out.mu.Unlock()
+		}()
+		go func() {
+			s.exitErr = s.cmd.Wait()
+			close(s.exited)
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for s.count("analyser: listening on") < 1 && time.Now().Before(deadline) {
+			select {
+			case <-s.exited:
+				deadline = time.Now()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		if s.count("analyser: listening on") >= 1 {
+			t.Cleanup(s.cleanup)
+			return s, tapPort, metricsPort
+		}
+		s.stopped = true
+		s.kill()
+		s.out.waitEOF(2 * time.Second)
+		if !strings.Contains(strings.Join(s.out.snapshot(), "\n"), "address already in use") {
+			t.Fatalf("the analyser did not start:\n%s", strings.Join(s.out.snapshot(), "\n"))
+		}
+	}
+	t.Fatal("the analyser did not start: ports kept being taken")
+	return nil, 0, 0
+}
+
+// tapLine is the dnstap directive streaming to the analyser on {{TAP}}.
+const tapLine = "dnstap tcp://127.0.0.1:{{TAP}} full"
+
+// analyserQuery is one query of a scenario and the session it must give.
+type analyserQuery struct {
+	proto, name string
+	qtype       uint16
+	timeout     time.Duration
+	status      string
+	bitmap      int
+}
+
+// analyserScenarios are the plugin's session scenarios (sessions_test.go):
+// corefile has {{DIAG}} where dnsdiag or dnstap goes.
+var analyserScenarios = []struct {
+	name     string
+	corefile string
+	queries  []analyserQuery
+}{
+	{"CacheMissThenHit", forwardCorefile("{{DIAG}}", "cache 30", ""), []analyserQuery{
+		{"udp", "www.ok.test", dns.TypeA, qTimeout, "Succeeded", 15},
+		{"udp", "www.ok.test", dns.TypeA, qTimeout, "Succeeded", 3},
+	}},
+	{"NXDOMAIN", forwardCorefile("{{DIAG}}", "", ""), []analyserQuery{
+		{"udp", "x.nx.test", dns.TypeA, qTimeout, "Succeeded", 15},
+	}},
+	{"SERVFAIL", forwardCorefile("{{DIAG}}", "", ""), []analyserQuery{
+		{"udp", "x.fail.test", dns.TypeA, qTimeout, "Failed", 15},
+	}},
+	{"REFUSED", forwardCorefile("{{DIAG}}", "acl refused.test {\n        block\n    }", ""), []analyserQuery{
+		{"udp", "x.refused.test", dns.TypeA, qTimeout, "Failed", 3},
+	}},
+	{"SilentUpstream", `
+.:{{PORT}} {
+    bind 127.0.0.1
+    {{DIAG}}
+    cache 30
+    forward . 127.0.0.1:{{UP}}
+}
+.:{{UP}} {
+    bind 127.0.0.1
+    erratic {
+        drop 1
+    }
+}
+`, []analyserQuery{
+		{"udp", "silent.test", dns.TypeA, 10 * time.Second, "Failed", 5},
+		{"udp", "silent.test", dns.TypeA, qTimeout, "Failed", 3},
+	}},
+	{"ACLDrop", forwardCorefile("{{DIAG}}", "acl drop.test {\n        drop\n    }", ""), []analyserQuery{
+		{"udp", "x.drop.test", dns.TypeA, 700 * time.Millisecond, "Failed", 1},
+	}},
+	{"DeadFirstUpstream", `
+.:{{PORT}} {
+    bind 127.0.0.1
+    {{DIAG}}
+    forward . 127.0.0.1:{{DEAD}} 127.0.0.1:{{UP}} {
+        policy sequential
+    }
+}
+` + richUpstream, []analyserQuery{
+		{"udp", "www.ok.test", dns.TypeA, 8 * time.Second, "Succeeded", 15},
+	}},
+	{"TCP", forwardCorefile("{{DIAG}}", "", ""), []analyserQuery{
+		{"tcp", "t.ok.test", dns.TypeA, qTimeout, "Succeeded", 15},
+	}},
+	{"Truncated", forwardCorefile("{{DIAG}}", "", "prefer_udp"), []analyserQuery{
+		{"udp", "b.big.test", dns.TypeTXT, qTimeout, "Succeeded", 15},
+		{"tcp", "b.big.test", dns.TypeTXT, qTimeout, "Succeeded", 15},
+	}},
+}
+
+// TestAnalyserSameSessions runs each scenario twice, once with dnsdiag in
+// the Corefile and once with only dnstap streaming to the analyser, and
+// wants the same Status and BitMap for each query from both.
+func TestAnalyserSameSessions(t *testing.T) {
+	t.Parallel()
+	for _, sc := range analyserScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			got := map[string][]string{}
+			var wg sync.WaitGroup
+			for _, mode := range []string{"plugin", "analyser"} {
+				wg.Go(func() {
+					res := runAnalyserScenario(t, mode, sc.corefile, sc.queries)
+					mu.Lock()
+					got[mode] = res
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			if t.Failed() {
+				return
+			}
+			if strings.Join(got["plugin"], " ") != strings.Join(got["analyser"], " ") {
+				t.Errorf("plugin %v, analyser %v: want the same sessions", got["plugin"], got["analyser"])
+			}
+		})
+	}
+}
+
+// runAnalyserScenario starts the scenario in mode and returns "Status/BitMap"
+// of each query's session, after checking each against what it must be.
+func runAnalyserScenario(t *testing.T, mode, corefile string, queries []analyserQuery) []string {
+	var lines *Server
+	var ports map[string]int
+	diag := logAllUnlimited
+	if mode == "analyser" {
+		var tapPort int
+		lines, tapPort, _ = startAnalyser(t, "-log", "all", "-rate", "0", "-window", analyserWindow)
+		ports = map[string]int{"TAP": tapPort}
+		diag = tapLine
+	}
+	s := Start(t, strings.ReplaceAll(corefile, "{{DIAG}}", diag), ports)
+	if lines == nil {
+		lines = s
+	} else {
+		waitTapConnected(t, lines)
+	}
+	var res []string
+	for _, q := range queries {
+		r := Query(t, q.proto, s.Addr("PORT"), q.name, q.qtype, q.timeout)
+		l := lines.WaitClient(r)
+		got := fmt.Sprintf("%s/%d", l.Status, l.BitMap)
+		if want := fmt.Sprintf("%s/%d", q.status, q.bitmap); got != want {
+			t.Errorf("%s: %s %s: got %s, want %s\nline: %s", mode, q.proto, q.name, got, want, l.Raw)
+		}
+		if mode == "analyser" && l.Client != r.Local {
+			t.Errorf("analyser: Client %q, want %q", l.Client, r.Local)
+		}
+		res = append(res, got)
+	}
+	return res
+}
+
+// waitTapConnected waits until coredns's dnstap has connected: CoreDNS
+// connects at startup, and what it taps before is not sent.
+func waitTapConnected(t *testing.T, a *Server, ports ...int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if a.count("analyser: connection from") >= max(1, len(ports)) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("coredns's dnstap did not connect to the analyser; output:\n%s", a.tail(40))
+}
+
+// Two hundred distinct queries at once: each gets a session of its own,
+// none is paired with another's legs, and the metrics count them all.
+func TestAnalyserConcurrentDistinct(t *testing.T) {
+	t.Parallel()
+	a, tapPort, metricsPort := startAnalyser(t, "-log", "all", "-rate", "0", "-window", analyserWindow)
+	s := Start(t, forwardCorefile(tapLine, "", ""), map[string]int{"TAP": tapPort})
+	waitTapConnected(t, a)
+	const n = 200
+	results := Concurrently(n, 20, func(i int) Result {
+		return Query(t, "udp", s.Addr("PORT"), fmt.Sprintf("q%d.ok.test", i), dns.TypeA, qTimeout)
+	})
+	for i, r := range results {
+		mustAnswerA(t, r, "192.0.2.1")
+		l := a.WaitClient(r)
+		if l.Status != "Succeeded" || l.BitMap != 15 || len(l.Upstreams) != 1 || l.Count(fq) != 1 || l.Count(fr) != 1 {
+			t.Errorf("query %d: want one Succeeded 15 session with one attempt: %s", i, l.Raw)
+		}
+		if strings.Contains(l.Raw, `"Ambiguous"`) {
+			t.Errorf("query %d: distinct queries are never ambiguous: %s", i, l.Raw)
+		}
+		for _, m := range l.Messages {
+			var h struct{ QNAME string }
+			if err := json.Unmarshal(m.Message, &h); err != nil || h.QNAME != r.Query.Question[0].Name {
+				t.Errorf("query %d: leg %s of another question: %s", i, m.Type, m.Message)
+			}
+		}
+	}
+	if got := len(a.LinesWhere(func(l Line) bool { return !l.Background })); got != n {
+		t.Errorf("%d client session lines, want %d", got, n)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(metricsPort)
+	if v := k8sMetric(t, addr, "coredns_dnsdiag_sessions_total", map[string]string{"status": "Succeeded", "bitmap": "15"}); v != n {
+		t.Errorf("coredns_dnsdiag_sessions_total{Succeeded,15} = %v, want %d", v, n)
+	}
+	if v := k8sMetric(t, addr, "coredns_dnsdiag_analyser_frames_total", nil); v < 4*n {
+		t.Errorf("coredns_dnsdiag_analyser_frames_total = %v, want at least %d", v, 4*n)
+	}
+}
+
+// Two CoreDNS processes stream to one analyser at once; each one's
+// sessions carry its dnstap identity and are kept apart.
+func TestAnalyserTwoSenders(t *testing.T) {
+	t.Parallel()
+	a, tapPort, _ := startAnalyser(t, "-log", "all", "-rate", "0", "-window", analyserWindow)
+	tapBlock := func(id string) string {
+		return "dnstap tcp://127.0.0.1:{{TAP}} full {\n        identity " + id + "\n    }"
+	}
+	one := Start(t, forwardCorefile(tapBlock("one"), "", ""), map[string]int{"TAP": tapPort})
+	two := Start(t, forwardCorefile(tapBlock("two"), "", ""), map[string]int{"TAP": tapPort})
+	waitTapConnected(t, a, 1, 2)
+	const n = 50
+	results := Concurrently(2*n, 10, func(i int) Result {
+		s := one
+		if i%2 == 1 {
+			s = two
+		}
+		// The same names from both: only the sender tells them apart.
+		return Query(t, "udp", s.Addr("PORT"), fmt.Sprintf("s%d.ok.test", i/2), dns.TypeA, qTimeout)
+	})
+	for i, r := range results {
+		mustAnswerA(t, r, "192.0.2.1")
+		want := []string{"one", "two"}[i%2]
+		l := a.WaitClient(r)
+		if l.Server != want || l.Status != "Succeeded" || l.BitMap != 15 || len(l.Upstreams) != 1 {
+			t.Errorf("query %d: want a Succeeded 15 session from %q: %s", i, want, l.Raw)
+		}
+	}
+}
+
+// A sender that breaks off inside a frame: the frame is counted as
+// truncated, the session it left open ends as SampleLoss, and the
+// analyser serves on.
+func TestAnalyserSenderDisconnectsMidFrame(t *testing.T) {
+	t.Parallel()
+	a, tapPort, metricsPort := startAnalyser(t, "-log", "all", "-rate", "0")
+	conn, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(tapPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := framestream.NewEncoder(conn, &framestream.EncoderOptions{ContentType: []byte("protobuf:dnstap.Dnstap"), Bidirectional: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := new(dns.Msg)
+	q.SetQuestion("cut.test.", dns.TypeA)
+	q.Id = 4242
+	frame := tapFrame(t, tap.Message_CLIENT_QUERY, q, "127.0.0.9", 5353)
+	if _, err := enc.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Half of a second frame, then the connection is gone.
+	var hdr [4]byte
+	binenc.BigEndian.PutUint32(hdr[:], uint32(len(frame)))
+	conn.Write(append(hdr[:], frame[:len(frame)/2]...))
+	conn.Close()
+
+	l := a.WaitLine("for the cut-off session", func(l Line) bool { return l.QName == "cut.test." })
+	if l.Status != "SampleLoss" || l.BitMap != 1 || l.Client != "127.0.0.9:5353" {
+		t.Errorf("want a SampleLoss session with BitMap 1 from 127.0.0.9:5353: %s", l.Raw)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(metricsPort)
+	k8sWaitMetric(t, addr, "coredns_dnsdiag_analyser_frames_undecodable_total", map[string]string{"reason": "truncated"}, 1)
+	if v := k8sMetric(t, addr, "coredns_dnsdiag_analyser_connections", nil); v != 0 {
+		t.Errorf("coredns_dnsdiag_analyser_connections = %v after the sender left, want 0", v)
+	}
+	// It serves on: a real sender's sessions still come through.
+	s := Start(t, forwardCorefile(tapLine, "", ""), map[string]int{"TAP": tapPort})
+	waitTapConnected(t, a, 1, 2)
+	r := Query(t, "udp", s.Addr("PORT"), "after.ok.test", dns.TypeA, qTimeout)
+	if l := a.WaitClient(r); l.Status != "Succeeded" || l.BitMap != 15 {
+		t.Errorf("after the cut: want Succeeded 15: %s", l.Raw)
+	}
+}
+
+// tapFrame is a dnstap frame of type typ carrying m, as from client addr:port.
+func tapFrame(t testing.TB, typ tap.Message_Type, m *dns.Msg, addr string, port uint32) []byte {
+	t.Helper()
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	sec, nsec := uint64(now.Unix()), uint32(now.Nanosecond())
+	msg := &tap.Message{Type: &typ, SocketFamily: tap.SocketFamily_INET.Enum(), SocketProtocol: tap.SocketProtocol_UDP.Enum(),
+		QueryAddress: net.ParseIP(addr).To4(), QueryPort: &port, QueryTimeSec: &sec, QueryTimeNsec: &nsec}
+	if typ == tap.Message_CLIENT_QUERY || typ == tap.Message_FORWARDER_QUERY {
+		msg.QueryMessage = b
+	} else {
+		msg.ResponseMessage, msg.ResponseTimeSec, msg.ResponseTimeNsec = b, &sec, &nsec
+	}
+	dt := tap.Dnstap_MESSAGE
+	f, err := proto.Marshal(&tap.Dnstap{Type: &dt, Identity: []byte("raw"), Message: msg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
