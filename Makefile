@@ -86,7 +86,7 @@ stress: build
 # fuzzing finds interesting stay in Go's cache; `make fuzz-corpus` copies
 # them next to the crashers, to commit with them.
 FUZZTIME    ?= 20s
-FUZZTARGETS ?= FuzzTapSink FuzzSessionLine FuzzRawMsgJSON FuzzAppendJSONString
+FUZZTARGETS ?= FuzzTapSink FuzzSessionLine FuzzRawMsgJSON FuzzAppendJSONString FuzzAnalyserFrame
 fuzz:
 	@set -e; for f in $(FUZZTARGETS); do \
 		echo "== $$f ($(FUZZTIME))"; \

@@ -61,6 +61,19 @@ type Analyser struct {
 // NewAnalyser builds an analyser and starts its periodic work (held
 // sessions, rate-limit and report lines); Close ends it.
 func NewAnalyser(cfg AnalyserConfig) (*Analyser, error) {
+	a, err := newAnalyser(cfg)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		a.d.run(a.stop)
+		close(a.stopped)
+	}()
+	return a, nil
+}
+
+// newAnalyser builds an analyser without starting anything.
+func newAnalyser(cfg AnalyserConfig) (*Analyser, error) {
 	if cfg.Window <= 0 || cfg.MaxSessions <= 0 || cfg.Queue <= 0 || cfg.Idle <= 0 {
 		return nil, errors.New("analyser: window, session cap, queue and idle timeout must be positive")
 	}
@@ -78,10 +91,6 @@ func NewAnalyser(cfg AnalyserConfig) (*Analyser, error) {
 	}
 	a := &Analyser{d: d, cfg: cfg, m: analyserStats(), conns: map[*tapConn]struct{}{},
 		stop: make(chan struct{}), stopped: make(chan struct{})}
-	go func() {
-		d.run(a.stop)
-		close(a.stopped)
-	}()
 	return a, nil
 }
 

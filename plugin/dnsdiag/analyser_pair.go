@@ -358,7 +358,12 @@ func (p *pairing) remove(e *pending) {
 	analyserOpen.Add(-1)
 }
 
+// analyserServer is the server label of the analyser's metrics. The
+// sender's identity, on the line as Server, cannot be one: it comes from
+// the wire (any bytes), and every new CoreDNS pod brings a new one.
+const analyserServer = "dnstap"
+
 // conclude hands the session to the plugin's own end of a session.
 func (p *pairing) conclude(s *session) {
-	p.a.d.conclude(p.a.d.metrics.forServer(s.server), s)
+	p.a.d.conclude(p.a.d.metrics.forServer(analyserServer), s)
 }
