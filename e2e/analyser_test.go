@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	framestream "github.com/farsightsec/golang-framestream"
 	"github.com/miekg/dns"
 	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
 )
 
 // The analyser (build/analyser) against the project's ./coredns used as a
@@ -407,4 +409,128 @@ func tapFrame(t testing.TB, typ tap.Message_Type, m *dns.Msg, addr string, port 
 		t.Fatal(err)
 	}
 	return f
+}
+
+// analyserRender renders build/kubernetes/dir as generic objects by kind
+// and namespace/name, for the fields k8sObject does not have.
+func analyserRender(t *testing.T, dir string) map[string]map[string]any {
+	t.Helper()
+	out, err := exec.Command("kubectl", "kustomize", filepath.Join("..", "build", "kubernetes", dir)).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: %v", dir, err)
+	}
+	objs := map[string]map[string]any{}
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		var o struct {
+			Kind     string
+			Metadata struct{ Name, Namespace string }
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+			t.Fatal(err)
+		}
+		objs[o.Kind+" "+o.Metadata.Namespace+"/"+o.Metadata.Name] = m
+	}
+	return objs
+}
+
+const analyserTapLine = "    dnstap tcp://dnstap-analyser.kube-system.svc.cluster.local:6000 full"
+
+// TestAnalyserK8sManifests renders build/kubernetes/analyser: deploy is
+// the analyser's Deployment and Service dnstap-analyser on 6000; install
+// is base with only the dnstap line added after ready (the image is
+// stock); uninstall is base again. Then the rendered Corefile, run by
+// ./coredns as a stock CoreDNS, streams to the analyser started with the
+// Deployment's own arguments, which counts the cluster's sessions.
+func TestAnalyserK8sManifests(t *testing.T) {
+	t.Parallel()
+	deploy := analyserRender(t, "analyser/deploy")
+	dk, sk := "Deployment kube-system/dnstap-analyser", "Service kube-system/dnstap-analyser"
+	if len(deploy) != 2 || deploy[dk] == nil || deploy[sk] == nil {
+		t.Fatalf("analyser/deploy renders %v, want %s and %s", slicesKeys(deploy), dk, sk)
+	}
+	var svc struct {
+		Spec struct {
+			Ports []struct{ Port, TargetPort int }
+		}
+	}
+	var dep struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Image         string
+						Command, Args []string
+					}
+				}
+			}
+		}
+	}
+	remarshal(t, deploy[sk], &svc)
+	remarshal(t, deploy[dk], &dep)
+	if len(svc.Spec.Ports) == 0 || svc.Spec.Ports[0].Port != 6000 || svc.Spec.Ports[0].TargetPort != 6000 {
+		t.Errorf("Service dnstap-analyser ports %+v, want 6000 first", svc.Spec.Ports)
+	}
+	cs := dep.Spec.Template.Spec.Containers
+	if len(cs) != 1 || strings.Join(cs[0].Command, " ") != "/dnsdiag-analyser" || cs[0].Image != k8sDnsdiagImage {
+		t.Fatalf("analyser container %+v: want /dnsdiag-analyser from %s", cs, k8sDnsdiagImage)
+	}
+
+	base, install, uninstall := k8sKustomize(t, "base"), k8sKustomize(t, "analyser/install"), k8sKustomize(t, "analyser/uninstall")
+	if img, _ := k8sImageOf(t, install); img != k8sUpstreamImage {
+		t.Errorf("analyser/install runs %s, want the stock image %s", img, k8sUpstreamImage)
+	}
+	b, i := k8sDirectives(k8sCorefileOf(t, base)), k8sDirectives(k8sCorefileOf(t, install))
+	at := slices.Index(i, analyserTapLine)
+	if at < 1 || i[at-1] != "    ready" || !slices.Equal(slices.Delete(slices.Clone(i), at, at+1), b) {
+		t.Errorf("analyser/install's Corefile is not base's plus the dnstap line after ready:\n%s", strings.Join(i, "\n"))
+	}
+	for key, o := range base {
+		ob, _ := json.Marshal(o)
+		ou, _ := json.Marshal(uninstall[key])
+		if string(ob) != string(ou) || len(uninstall) != len(base) {
+			t.Errorf("analyser/uninstall's %s differs from base's", key)
+		}
+	}
+
+	// The Deployment's arguments, with its addresses moved to loopback.
+	var args []string
+	for j := 0; j < len(cs[0].Args); j++ {
+		if a := cs[0].Args[j]; a == "-listen" || a == "-metrics" {
+			j++
+			continue
+		}
+		args = append(args, cs[0].Args[j])
+	}
+	a, tapPort, metricsPort := startAnalyser(t, args...)
+	corefile := strings.Replace(k8sCorefileOf(t, install), "dnstap-analyser.kube-system.svc.cluster.local:6000", "127.0.0.1:"+strconv.Itoa(tapPort), 1)
+	api, up := newK8sAPI(t), newK8sUpstream(t)
+	s := Start(t, k8sCorefile(t, corefile, api.URL, up.Addr), nil)
+	waitTapConnected(t, a)
+	k8sWaitHTTP(t, "http://"+s.Addr("READY")+"/ready", "OK")
+	k8sWantAnswers(t, Query(t, "udp", s.Addr("P53"), "kubernetes.default.svc.cluster.local", dns.TypeA, k8sTimeout), dns.RcodeSuccess, k8sAPIIP)
+	k8sWaitMetric(t, "127.0.0.1:"+strconv.Itoa(metricsPort), "coredns_dnsdiag_sessions_total", map[string]string{"status": "Succeeded", "bitmap": "3"}, 1)
+}
+
+func remarshal(t *testing.T, from, to any) {
+	t.Helper()
+	b, err := json.Marshal(from)
+	if err == nil {
+		err = json.Unmarshal(b, to)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func slicesKeys(m map[string]map[string]any) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
 }

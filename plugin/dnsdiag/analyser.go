@@ -5,7 +5,7 @@ import (
 	"net"
 	"strings"
 	"sync"
-		"time"
+	"time"
 
 	"github.com/coredns/caddy"
 	"github.com/dnsdiag/dnsdiag/plugin/hints"

@@ -62,4 +62,3 @@ func newAnalyserMetrics() *analyserMetrics {
 	prometheus.MustRegister(m.frames, m.undecodable, m.shed, m.dropped, m.unpaired, m.ambiguous, m.conns, open)
 	return m
 }
-
