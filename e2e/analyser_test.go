@@ -534,3 +534,68 @@ func slicesKeys(m map[string]map[string]any) []string {
 	slices.Sort(ks)
 	return ks
 }
+
+// A sender that floods beyond what the analyser pairs: it is never made to
+// wait (every frame is read), what does not fit the queue is shed and
+// counted, the sessions that were open then end as SampleLoss, open
+// sessions stay under the cap, and memory stays bounded.
+func TestAnalyserFlood(t *testing.T) {
+	t.Parallel()
+	const frames, maxSessions = 60_000, 2000
+	a, tapPort, metricsPort := startAnalyser(t, "-log", "none", "-queue", "64", "-max-sessions", strconv.Itoa(maxSessions), "-window", "2s")
+	conn, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(tapPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	enc, err := framestream.NewEncoder(conn, &framestream.EncoderOptions{ContentType: []byte("protobuf:dnstap.Dnstap"), Bidirectional: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	q := new(dns.Msg)
+	for i := range frames {
+		q.SetQuestion(fmt.Sprintf("f%d.flood.test.", i), dns.TypeA)
+		q.Id = uint16(i)
+		if _, err := enc.Write(tapFrame(t, tap.Message_CLIENT_QUERY, q, "127.0.0.9", uint32(1024+i%60000))); err != nil {
+			t.Fatalf("frame %d: the analyser stopped reading: %v", i, err)
+		}
+	}
+	if err := enc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	addr := "127.0.0.1:" + strconv.Itoa(metricsPort)
+	k8sWaitMetric(t, addr, "coredns_dnsdiag_analyser_frames_total", nil, frames)
+	shed := k8sMetric(t, addr, "coredns_dnsdiag_analyser_frames_shed_total", nil)
+	capped := k8sMetric(t, addr, "coredns_dnsdiag_analyser_sessions_dropped_total", map[string]string{"reason": "session_cap"})
+	t.Logf("%d frames sent in %v; shed %v, beyond the session cap %v", frames, took, shed, capped)
+	if shed+capped == 0 {
+		t.Errorf("a flood of %d frames with a queue of 64 and a cap of %d: nothing shed or capped", frames, maxSessions)
+	}
+	if open := k8sMetric(t, addr, "coredns_dnsdiag_analyser_open_sessions", nil); open > maxSessions {
+		t.Errorf("%v sessions open, over the cap %d", open, maxSessions)
+	}
+	if rss := analyserRSS(t, a); rss > 200<<20 {
+		t.Errorf("analyser RSS %d MiB under the flood, want under 200", rss>>20)
+	}
+	conn.Close()
+	k8sWaitMetric(t, addr, "coredns_dnsdiag_sessions_total", map[string]string{"status": "SampleLoss"}, 1)
+}
+
+// analyserRSS is the analyser process's resident set, from /proc.
+func analyserRSS(t *testing.T, a *Server) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}

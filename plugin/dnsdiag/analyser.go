@@ -41,7 +41,7 @@ type AnalyserConfig struct {
 
 // DefaultAnalyserConfig is what build/analyser starts with.
 func DefaultAnalyserConfig() AnalyserConfig {
-	return AnalyserConfig{Window: 10 * time.Second, MaxSessions: 100_000, Queue: 10_000, Idle: 5 * time.Minute}
+	return AnalyserConfig{Window: 10 * time.Second, MaxSessions: 50_000, Queue: 10_000, Idle: 5 * time.Minute}
 }
 
 // Analyser receives dnstap Frame Streams and turns them into sessions.
