@@ -50,10 +50,11 @@ type Analyser struct {
 	cfg AnalyserConfig
 	m   *analyserMetrics
 
-	mu    sync.Mutex
-	lns   []net.Listener
-	conns map[*tapConn]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	closed bool
+	lns    []net.Listener
+	conns  map[*tapConn]struct{}
+	wg     sync.WaitGroup
 
 	stop, stopped chan struct{}
 }
@@ -98,6 +99,10 @@ func newAnalyser(cfg AnalyserConfig) (*Analyser, error) {
 // and paired on its own goroutines.
 func (a *Analyser) Serve(ln net.Listener) error {
 	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return ln.Close()
+	}
 	a.lns = append(a.lns, ln)
 	a.mu.Unlock()
 	for {
@@ -115,9 +120,14 @@ func (a *Analyser) Serve(ln net.Listener) error {
 		}
 		t := newTapConn(a, c)
 		a.mu.Lock()
+		if a.closed {
+			a.mu.Unlock()
+			c.Close()
+			return nil
+		}
 		a.conns[t] = struct{}{}
-		a.mu.Unlock()
 		a.wg.Add(1)
+		a.mu.Unlock()
 		go func() {
 			defer a.wg.Done()
 			t.serve()
@@ -133,6 +143,7 @@ func (a *Analyser) Serve(ln net.Listener) error {
 // for the lines to be written.
 func (a *Analyser) Close() {
 	a.mu.Lock()
+	a.closed = true
 	for _, ln := range a.lns {
 		ln.Close()
 	}

@@ -69,14 +69,14 @@ type pairing struct {
 	a    *Analyser
 	shed func() uint64 // frames the connection shed so far
 
-	clients    map[clientKey]*pending
+	clients    map[clientKey][]*pending   // oldest first: the same query again is answered in turn
 	byQuestion map[questionKey][]*pending // client sessions not yet forwarded
 	forwards   map[fwdKey]*pending
 	head, tail *pending
 }
 
 func newPairing(a *Analyser, shed func() uint64) *pairing {
-	return &pairing{a: a, shed: shed, clients: map[clientKey]*pending{},
+	return &pairing{a: a, shed: shed, clients: map[clientKey][]*pending{},
 		byQuestion: map[questionKey][]*pending{}, forwards: map[fwdKey]*pending{}}
 }
 
@@ -161,24 +161,29 @@ func (p *pairing) clientQuery(d *tap.Dnstap, m *tap.Message, req *dns.Msg, qk qu
 		remote = &net.TCPAddr{IP: ck.client.Addr().AsSlice(), Port: int(ck.client.Port())}
 	}
 	p.a.d.diag.begin(s, remote, req)
-	if old := p.clients[ck]; old != nil {
-		// The same query again before the first was answered: the answer
-		// goes to the newer one; the older ends with its window.
-		old.s.ambiguous, s.ambiguous = true, true
+	if olds := p.clients[ck]; len(olds) > 0 {
+		// The same query again (same client socket and id) before the
+		// first was answered: the answers are taken in turn, a guess.
+		for _, o := range olds {
+			o.s.ambiguous = true
+		}
+		s.ambiguous = true
+		p.a.m.ambiguous.Inc()
 	}
 	e.ck, e.client = ck, true
-	p.clients[ck] = e
+	p.clients[ck] = append(p.clients[ck], e)
 	p.byQuestion[qk] = append(p.byQuestion[qk], e)
 }
 
 func (p *pairing) clientResponse(d *tap.Dnstap, m *tap.Message, qk questionKey) {
 	raw := m.GetResponseMessage()
 	l := leg{kind: legCR, at: tapResponseTime(m), tap: m, raw: raw, rcode: wireRcode(raw)}
-	e := p.clients[clientKeyOf(m, qk)]
-	if e == nil {
+	list := p.clients[clientKeyOf(m, qk)]
+	if len(list) == 0 {
 		p.orphan(d, m, l)
 		return
 	}
+	e := list[0]
 	s := e.s
 	if serverGenerated(s, raw, l.rcode) {
 		s.chainRcode = l.rcode
@@ -249,15 +254,19 @@ func (p *pairing) takeForwarded(qk questionKey) *pending {
 	return e
 }
 
-// unlist removes e from the sessions waiting for a forward invocation.
-func (p *pairing) unlist(e *pending) {
-	list := p.byQuestion[e.ck.q]
+// without is list without e.
+func without(list []*pending, e *pending) []*pending {
 	for i, o := range list {
 		if o == e {
-			list = append(list[:i], list[i+1:]...)
-			break
+			return append(list[:i], list[i+1:]...)
 		}
 	}
+	return list
+}
+
+// unlist removes e from the sessions waiting for a forward invocation.
+func (p *pairing) unlist(e *pending) {
+	list := without(p.byQuestion[e.ck.q], e)
 	if len(list) == 0 {
 		delete(p.byQuestion, e.ck.q)
 	} else {
@@ -324,8 +333,11 @@ func (p *pairing) endAll() {
 // end ends an open session at time end.
 func (p *pairing) end(e *pending, end time.Time, lost bool) {
 	s := e.s
-	if e.client && p.clients[e.ck] == e {
-		delete(p.clients, e.ck)
+	if e.client {
+		p.clients[e.ck] = without(p.clients[e.ck], e)
+		if len(p.clients[e.ck]) == 0 {
+			delete(p.clients, e.ck)
+		}
 	}
 	if e.client && !e.forwarded {
 		p.unlist(e)

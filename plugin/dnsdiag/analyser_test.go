@@ -367,3 +367,27 @@ func FuzzAnalyserFrame(f *testing.F) {
 		fuzzLines(t, logs)
 	})
 }
+
+// The same query again from the same socket before the first was answered:
+// the answers are taken in turn, and both sessions say it was a guess.
+func TestAnalyserRetransmittedQuery(t *testing.T) {
+	logs := captureLog(t)
+	p, _ := newTestAnalyser(t, AnalyserConfig{})
+	now := time.Now()
+	q, r := exchange("again.example.", 17, dns.RcodeSuccess)
+	p.add(tapMsg(t, cq, q, tapClient1, now), now)
+	p.add(tapMsg(t, cq, q, tapClient1, now.Add(time.Millisecond)), now)
+	p.add(tapMsg(t, cr, r, tapClient1, now), now)
+	p.add(tapMsg(t, cr, r, tapClient1, now.Add(time.Millisecond)), now)
+	p.a.d.diag.releaseAll(p.a.d.release) // the retransmission detector may hold one
+	ls := logs.sessionLines(t)
+	if len(ls) != 2 || ls[0].BitMap != 3 || ls[1].BitMap != 3 || ls[0].Session >= ls[1].Session {
+		t.Fatalf("want two sessions 3, the older answered first: %+v", ls)
+	}
+	if n := strings.Count(logs.String(), `"Ambiguous":true`); n != 2 {
+		t.Errorf("%d lines say Ambiguous, want 2", n)
+	}
+	if p.head != nil || len(p.clients) != 0 {
+		t.Errorf("the pairing still holds sessions after they ended")
+	}
+}
