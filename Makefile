@@ -14,10 +14,13 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLA
 .PHONY: build run test unit e2e e2e-tools e2e-race vet clean image bench stress fuzz fuzz-corpus
 
 # build regenerates build/coredns/zplugin.go (imports and directive order)
-# from plugin.cfg first, as CoreDNS's own Makefile does.
+# from plugin.cfg first, as CoreDNS's own Makefile does. It also writes
+# ./dnsdiag-analyser, dnsdiag for a stock CoreDNS's dnstap stream
+# (build/analyser/README.md).
 build:
 	$(GO) generate ./build/coredns
 	$(GOBUILD) -o coredns ./build/coredns
+	$(GOBUILD) -o dnsdiag-analyser ./build/analyser
 
 run: build
 	./coredns -conf corefile-examples/demo.Corefile
@@ -112,7 +115,8 @@ stress: build
 # to the crashers, to commit with them.
 FUZZTIME    ?= 20s
 FUZZTARGETS ?= plugin/dnsdiag:FuzzTapSink plugin/dnsdiag:FuzzSessionLine plugin/dnsdiag:FuzzRawMsgJSON \
-	plugin/dnsdiag:FuzzAppendJSONString plugin/hints:FuzzDetector plugin/selfstat:FuzzNetUDP plugin/selfstat:FuzzRead
+	plugin/dnsdiag:FuzzAppendJSONString plugin/hints:FuzzDetector plugin/selfstat:FuzzNetUDP plugin/selfstat:FuzzRead \
+	plugin/dnsdiag:FuzzAnalyserFrame
 fuzz:
 	@set -e; for pf in $(FUZZTARGETS); do \
 		p=$${pf%%:*}; f=$${pf#*:}; \
@@ -140,4 +144,4 @@ image: build
 		-o coredns-dnsdiag.tar
 
 clean:
-	rm -f coredns coredns-race coredns-dnsdiag.tar
+	rm -f coredns coredns-race dnsdiag-analyser coredns-dnsdiag.tar

@@ -80,11 +80,11 @@ func flushHintDrops() {
 	}
 }
 
-// begin shows the detectors a client query as it arrives.
-func (g *diagnosis) begin(s *session, w dns.ResponseWriter, r *dns.Msg) {
+// begin shows the detectors a client query from remote as it arrives.
+func (g *diagnosis) begin(s *session, remote net.Addr, r *dns.Msg) {
 	p := &s.probe
 	s.diag = g
-	switch a := w.RemoteAddr().(type) {
+	switch a := remote.(type) {
 	case *net.UDPAddr:
 		p.Client = a.AddrPort()
 	case *net.TCPAddr:

@@ -50,7 +50,7 @@ func (d *Dnsdiag) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 	s.w, s.req, s.start = w, r, time.Now()
 	s.legs = append(s.legs, leg{kind: legCQ, at: s.start})
 	s.bits = legCQ
-	d.diag.begin(s, w, r)
+	d.diag.begin(s, w.RemoteAddr(), r)
 	q := &clientQuery{rw: responseWriter{ResponseWriter: w, id: s.id}}
 	ctx = withSession(ctx, &q.ctx, s.id, d.hasForwards.Load())
 	defer d.finish(ctx, s)
@@ -136,7 +136,7 @@ func (d *Dnsdiag) ready(m *serverMetrics, s *session) {
 		return
 	}
 	s.ready, s.metrics, s.full, s.maxLine = true, m, d.policy.fullMessages(), d.policy.maxLine
-	if !s.background {
+	if !s.background && s.w != nil { // the analyser's sessions have no writer
 		state := request.Request{W: s.w, Req: s.req}
 		s.proto = state.Proto()
 		s.client = s.w.RemoteAddr().String()

@@ -56,6 +56,9 @@ func appendLine(b []byte, s *session, at *lineLayout) []byte {
 	if v.panicked {
 		b = append(b, `,"Panic":true`...)
 	}
+	if s.ambiguous {
+		b = append(b, `,"Ambiguous":true`...)
+	}
 	if c := v.causeText(s.chainRcode); c != "" {
 		b = appendField(b, "Cause", c)
 	}

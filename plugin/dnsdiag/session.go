@@ -103,6 +103,10 @@ type session struct {
 	maxLine                      int            // the policy's maxLine
 	metrics                      *serverMetrics // the server the line is counted under
 	server, client, local, proto string
+
+	// ambiguous: the analyser could as well have paired a leg with another
+	// session (the same question from two clients at once).
+	ambiguous bool
 }
 
 var sessionPool = sync.Pool{New: func() any { return new(session) }}
