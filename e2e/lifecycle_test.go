@@ -60,7 +60,9 @@ func lcGoroutines(t testing.TB, prom string) float64 {
 // and sessions_total must stay one series per label set and count every
 // query once.
 func TestLifecycleReloadsUnderTraffic(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it bounds the growth of go_goroutines across reloads,
+	// which the load of the parallel tests (floods, a CPU-limited cgroup)
+	// blurs with queries in flight on a 2-core machine.
 	// The upstream is a separate process, so that only the one under test
 	// is reloaded.
 	up := Start(t, richUpstream, nil)

@@ -124,6 +124,10 @@ func (g *reporting) tick(now time.Time) {
 	}
 	g.nextClose = now.Add(g.interval)
 	cur := self.Read()
+	// The window ends when its figures were read, not when the ticker
+	// fired: a throttled CoreDNS runs this goroutine late, and the kernel's
+	// counters go on meanwhile.
+	now = time.Now()
 	sys := system(g.last, cur)
 	sys.PeakInFlight = int(g.peak)
 	g.last, g.peak = cur, sessions.inflight()
