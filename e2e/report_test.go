@@ -967,6 +967,12 @@ func rpCgroup(t *testing.T, s *Server, quota, period int) string {
 	}
 	write("cpu.cfs_period_us", period)
 	write("cpu.cfs_quota_us", quota)
+	// The most weight the controller allows: the quota must be what limits
+	// coredns. At the default 1024 a cgroup competes as one task against
+	// every task of the root group, so while the parallel e2e tests keep
+	// both cores busy it gets under a tenth of a core, never reaches the
+	// quota and is never throttled (CI saw 1 throttled period of 74).
+	write("cpu.shares", 262144)
 	write("cgroup.procs", s.cmd.Process.Pid)
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", s.cmd.Process.Pid))
 	if err != nil || !strings.Contains(string(b), ":cpu:/"+filepath.Base(dir)+"\n") {
