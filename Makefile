@@ -4,7 +4,7 @@
 #   make test   every test: unit (with -race), build drift checks, each fuzz target
 #               for TESTFUZZTIME, e2e against ./coredns, and again against a -race build
 #   make bench  overhead against the same binary without dnsdiag (see README)
-#   make image  coredns-dnsdiag.tar, the container image of ./coredns (build/kubernetes/README.md)
+#   make image  coredns-dnsdiag.tar, the container image of ./coredns and ./dnsdiag-analyser (build/kubernetes/README.md)
 
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -90,7 +90,8 @@ test: vet unit
 	$(MAKE) --no-print-directory e2e-race
 
 # bench: dnsdiag against plain CoreDNS and dnstap streaming, interleaved rounds
-# (bench/README.md). Knobs: ROUNDS DURATION LATDURATION LATQPS MEMDURATION
+# (bench/README.md), and dnsdiag-analyser's sessions/s on one core (ANALYSER=0
+# skips it). Knobs: ROUNDS DURATION LATDURATION LATQPS MEMDURATION
 # VARIANTS MICRO ... (bench/run/main.go). Writes bench/results/latest.md.
 bench: build
 	@command -v dnsperf >/dev/null 2>&1 || { apt-get update && apt-get install -y dnsperf; }
@@ -133,12 +134,14 @@ fuzz-corpus:
 		echo "$$p $$f: $$(ls $$p/testdata/fuzz/$$f | wc -l) inputs"; \
 	done
 
-# The OCI image archive of the binary `make build` wrote (CGO off, -trimpath,
-# stamped), made without a container engine: IMAGE names it, CA certificates
-# come from this machine. Another platform: make image GOOS=linux GOARCH=arm64.
+# The OCI image archive of the two binaries `make build` wrote (CGO off,
+# -trimpath, stamped): /coredns, and /dnsdiag-analyser for the analyser's
+# Deployment (build/kubernetes/analyser). Made without a container engine:
+# IMAGE names it, CA certificates come from this machine. Another platform:
+# make image GOOS=linux GOARCH=arm64.
 IMAGE ?= dnsdiag/coredns:dev
 image: build
-	GOOS= GOARCH= $(GO) run ./build/image/mkimage -binary coredns -version dnsdiag-$(VERSION) -name $(IMAGE) \
+	GOOS= GOARCH= $(GO) run ./build/image/mkimage -binary coredns -analyser dnsdiag-analyser -version dnsdiag-$(VERSION) -name $(IMAGE) \
 		-created "$$(git log -1 --format=%ct 2>/dev/null || echo 0)" \
 		$$(test -f /etc/ssl/certs/ca-certificates.crt && echo -cacerts /etc/ssl/certs/ca-certificates.crt) \
 		-o coredns-dnsdiag.tar

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnsdiag/dnsdiag/plugin/dnsdiagtest"
 	tap "github.com/dnstap/golang-dnstap"
 	framestream "github.com/farsightsec/golang-framestream"
 	"github.com/miekg/dns"
@@ -335,6 +336,82 @@ func TestAnalyserTwoSenders(t *testing.T) {
 		l := a.WaitClient(r)
 		if l.Server != want || l.Status != "Succeeded" || l.BitMap != 15 || len(l.Upstreams) != 1 {
 			t.Errorf("query %d: want a Succeeded 15 session from %q: %s", i, want, l.Raw)
+		}
+	}
+}
+
+// The analyser with -log-format json, as CoreDNS's own -log-format json
+// (logformat_test.go): every line it writes is a record of CoreDNS's JSON
+// log format, and each session exactly one INFO record "session" of plugin
+// dnsdiag whose "session" member is the session line as a JSON object,
+// with the Status and BitMap the text line would have.
+func TestAnalyserLogFormatJSON(t *testing.T) {
+	t.Parallel()
+	a, tapPort, _ := startAnalyser(t, "-log-format", "json", "-log", "all", "-rate", "0", "-window", analyserWindow)
+	s := Start(t, forwardCorefile(tapLine, "cache 30", ""), map[string]int{"TAP": tapPort})
+	waitTapConnected(t, a)
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	queries := []struct {
+		name           string
+		rcode          int
+		status, rcodes string
+		bitmap         int
+	}{
+		{"j.ok.test", dns.RcodeSuccess, "Succeeded", "NOERROR", 15}, // cache miss
+		{"j.ok.test", dns.RcodeSuccess, "Succeeded", "NOERROR", 3},  // cache hit
+		{"j.nx.test", dns.RcodeNameError, "Succeeded", "NXDOMAIN", 15},
+		{"j.fail.test", dns.RcodeServerFailure, "Failed", "SERVFAIL", 15},
+	}
+	var results []Result
+	for _, q := range queries {
+		r := Query(t, "udp", s.Addr("PORT"), q.name, dns.TypeA, qTimeout)
+		r.MustAnswer(t, q.rcode)
+		results = append(results, r)
+		rec := waitRecord(t, a, "session record of "+q.name+" from "+r.Local, lineTimeout, func(rec jsonRecord) bool {
+			return rec.Session != nil && isClient(*rec.Session, r)
+		})
+		l := rec.Session
+		if rec.Level != "INFO" || rec.Msg != "session" || l.Status != q.status || l.BitMap != q.bitmap ||
+			l.RcodeString() != q.rcodes || l.Server != host || l.Protocol != "udp" {
+			t.Errorf("%s: want an INFO \"session\" record, %s/%d %s from server %q: %s", q.name, q.status, q.bitmap, q.rcodes, host, rec.raw)
+		}
+		var plain map[string]any
+		if err := json.Unmarshal([]byte(rec.raw), &plain); err != nil {
+			t.Fatal(err)
+		}
+		if sess, ok := plain["session"].(map[string]any); !ok || sess["Status"] != q.status || sess["BitMap"] != float64(q.bitmap) {
+			t.Errorf(`%s: "session" is not the session as a JSON object: %s`, q.name, rec.raw)
+		}
+	}
+
+	// One record per session, and no text line.
+	recs := jsonRecords(t, a)
+	sessions := 0
+	for _, rec := range recs {
+		if rec.Session != nil {
+			sessions++
+		}
+	}
+	for i, r := range results {
+		n := 0
+		for _, rec := range recs {
+			if rec.Session != nil && isClient(*rec.Session, r) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("query %d (%s): %d session records, want 1", i, queries[i].name, n)
+		}
+	}
+	if sessions != len(queries) {
+		t.Errorf("%d session records, want %d", sessions, len(queries))
+	}
+	for _, o := range a.Output() {
+		if strings.Contains(o, dnsdiagtest.LinePrefix) {
+			t.Errorf("a text line in JSON mode: %s", o)
 		}
 	}
 }

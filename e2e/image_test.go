@@ -1,10 +1,11 @@
 package e2e
 
 // The container image, without a container engine: build/image/mkimage
-// writes the archive `make image` writes, from the binary under test; the
+// writes the archive `make image` writes, from the binaries under test; the
 // test reads it back the ways docker, podman and containerd do, checks its
-// config and files, then runs the /coredns it holds as the image's user and
-// queries it.
+// config and files, then runs the /coredns and /dnsdiag-analyser it holds
+// as the image's user, the one streaming dnstap to the other as in
+// build/kubernetes/analyser, and queries them.
 
 import (
 	"archive/tar"
@@ -51,22 +52,42 @@ func imageStaticBinary(t *testing.T) (path, version string) {
 	}
 	t.Logf("%v: building a static one (about a minute)", err)
 	version = "dnsdiag-e2e"
-	path = filepath.Join(t.TempDir(), "coredns")
+	return imageBuild(t, "./build/coredns", "coredns", version), version
+}
+
+// imageStaticAnalyser is the dnsdiag-analyser beside the binary under test
+// if it is of the same build (static, -trimpath, stamped with version),
+// else one built that way here.
+func imageStaticAnalyser(t *testing.T, version string) string {
+	t.Helper()
+	path := analyserBinary(t)
+	_, err := image.Inspect(path, version)
+	if err == nil {
+		return path
+	}
+	t.Logf("%v: building a static one", err)
+	return imageBuild(t, "./build/analyser", "dnsdiag-analyser", version)
+}
+
+// imageBuild builds pkg as `make build` does, stamped with version.
+func imageBuild(t *testing.T, pkg, name, version string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
 	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false",
-		"-ldflags", "-s -w -X "+image.VersionVar+"="+version, "-o", path, "./build/coredns")
+		"-ldflags", "-s -w -X "+image.VersionVar+"="+version, "-o", path, pkg)
 	cmd.Dir = ".."
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
-	return path, version
+	return path
 }
 
 // imageArchive runs build/image/mkimage as `make image` does.
-func imageArchive(t *testing.T, bin, version string) string {
+func imageArchive(t *testing.T, bin, analyser, version string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "coredns-dnsdiag.tar")
-	args := []string{"run", "./build/image/mkimage", "-binary", bin, "-version", version,
+	args := []string{"run", "./build/image/mkimage", "-binary", bin, "-analyser", analyser, "-version", version,
 		"-name", "dnsdiag/coredns:e2e", "-created", "1767225600", "-o", out}
 	if _, err := os.Stat("/etc/ssl/certs/ca-certificates.crt"); err == nil {
 		args = append(args, "-cacerts", "/etc/ssl/certs/ca-certificates.crt")
@@ -103,7 +124,8 @@ func imageFiles(t *testing.T, r io.Reader) (map[string][]byte, map[string]*tar.H
 func TestImage(t *testing.T) {
 	t.Parallel()
 	bin, version := imageStaticBinary(t)
-	archive := imageArchive(t, bin, version)
+	analyser := imageStaticAnalyser(t, version)
+	archive := imageArchive(t, bin, analyser, version)
 	raw, err := os.Open(archive)
 	if err != nil {
 		t.Fatal(err)
@@ -213,8 +235,8 @@ func TestImage(t *testing.T) {
 		t.Errorf("version label %q, created %v", c.Labels["org.opencontainers.image.version"], cf.Created)
 	}
 
-	// The layer: exactly the binary, passwd and group naming the image's
-	// user, and nothing that needs a shell.
+	// The layer: exactly the two binaries, passwd and group naming the
+	// image's user, and nothing that needs a shell.
 	layers, err := ociImg.Layers()
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +256,7 @@ func TestImage(t *testing.T) {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	want := []string{"coredns", "etc/", "etc/group", "etc/passwd", "home/", "home/nonroot/", "tmp/"}
+	want := []string{"coredns", "dnsdiag-analyser", "etc/", "etc/group", "etc/passwd", "home/", "home/nonroot/", "tmp/"}
 	if _, ok := lfiles[image.CACertPath]; ok {
 		want = append(want, "etc/ssl/", "etc/ssl/certs/", image.CACertPath)
 		slices.Sort(want)
@@ -256,6 +278,17 @@ func TestImage(t *testing.T) {
 	if !bytes.Equal(capXattr, []byte{1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) {
 		t.Errorf("/coredns security.capability %x, want cap_net_bind_service=ep", capXattr)
 	}
+	origAnalyser, err := os.ReadFile(analyser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The analyser listens on 6000 and 9153 only: no file capability.
+	ha := lheaders["dnsdiag-analyser"]
+	if _, hasCap := ha.PAXRecords["SCHILY.xattr.security.capability"]; !bytes.Equal(lfiles["dnsdiag-analyser"], origAnalyser) ||
+		ha.Mode&0o777 != 0o755 || ha.Uid != 0 || hasCap {
+		t.Errorf("/dnsdiag-analyser: mode %o uid %d capability %v, same bytes as %s: %v", ha.Mode, ha.Uid, hasCap, analyser,
+			bytes.Equal(lfiles["dnsdiag-analyser"], origAnalyser))
+	}
 	if !strings.Contains(string(lfiles["etc/passwd"]), "nonroot:x:"+uid+":"+gid+":") ||
 		!strings.Contains(string(lfiles["etc/group"]), "nonroot:x:"+gid+":") {
 		t.Errorf("passwd/group do not name %s:\n%s%s", c.User, lfiles["etc/passwd"], lfiles["etc/group"])
@@ -264,8 +297,8 @@ func TestImage(t *testing.T) {
 		t.Errorf("/tmp mode %o", h.Mode)
 	}
 
-	// Run /coredns as the container would.
-	imageRun(t, lfiles["coredns"], capXattr, c.User, version)
+	// Run /coredns and /dnsdiag-analyser as the containers would.
+	imageRun(t, lfiles["coredns"], capXattr, lfiles["dnsdiag-analyser"], c.User, version)
 
 	// Two real image tools read it (`make e2e` installs them).
 	t.Run("podman", func(t *testing.T) { imagePodmanLoad(t, archive, c.User) })
@@ -323,10 +356,12 @@ func imageSkopeo(t *testing.T, archive, version string) {
 }
 
 // imageRun writes the image's /coredns out, with its file capability, and
-// runs it as the image's user where this test may (as root): then it binds
-// 127.0.0.1:53 as the container does, if that port is free. It must start,
-// answer, log a dnsdiag line and serve metrics.
-func imageRun(t *testing.T, exe, capXattr []byte, user, version string) {
+// its /dnsdiag-analyser, and runs them as the image's user where this test
+// may (as root): then coredns binds 127.0.0.1:53 as the container does, if
+// that port is free. The analyser must list its flags on -h and start;
+// coredns, streaming dnstap to it, must start, answer, log a dnsdiag line
+// and serve metrics; the analyser must log and count the same session.
+func imageRun(t *testing.T, exe, capXattr, analyserExe []byte, user, version string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "dnsdiag-image-")
 	if err != nil {
@@ -344,6 +379,10 @@ func imageRun(t *testing.T, exe, capXattr []byte, user, version string) {
 	if err != nil || !strings.Contains(string(v), version) {
 		t.Errorf("/coredns -version: %v\n%s\nwant %s", err, v, version)
 	}
+	analyserPath := filepath.Join(dir, "dnsdiag-analyser")
+	if err := os.WriteFile(analyserPath, analyserExe, 0o755); err != nil {
+		t.Fatal(err)
+	}
 
 	var cred *syscall.Credential
 	asUser := os.Geteuid() == 0 && syscall.Setxattr(path, "security.capability", capXattr, 0) == nil
@@ -360,13 +399,14 @@ func imageRun(t *testing.T, exe, capXattr []byte, user, version string) {
 		dnsPort = strconv.Itoa(freePort(t))
 	}
 	metricsPort := strconv.Itoa(freePort(t))
+	analyserOut, tapPort, analyserMetrics := imageStartAnalyser(t, analyserPath, user, cred)
 
 	var (
 		cmd *exec.Cmd
 		out *dnsdiagtest.SyncBuffer
 	)
 	for attempt := 0; ; attempt++ {
-		cmd, out = imageStart(t, dir, path, dnsPort, metricsPort, cred)
+		cmd, out = imageStart(t, dir, path, dnsPort, metricsPort, tapPort, cred)
 		if cmd != nil {
 			break
 		}
@@ -381,6 +421,13 @@ func imageRun(t *testing.T, exe, capXattr []byte, user, version string) {
 		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
 		if err != nil || !strings.Contains(string(st), "\nUid:\t"+strings.Split(user, ":")[0]+"\t") {
 			t.Errorf("not running as %s:\n%s", user, st)
+		}
+	}
+
+	// What coredns taps before its dnstap connects is not sent.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(analyserOut.String(), "analyser: connection from"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the image's coredns did not connect to its analyser:\n%s", analyserOut.String())
 		}
 	}
 
@@ -399,29 +446,86 @@ func imageRun(t *testing.T, exe, capXattr []byte, user, version string) {
 	}
 	check(t, line, want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", Server: "dns://" + addr, Client: r.Local, QType: "A", Upstreams: 0})
 	k8sWaitMetric(t, net.JoinHostPort("127.0.0.1", metricsPort), "coredns_dnsdiag_sessions_total", map[string]string{"status": "Succeeded", "bitmap": "3"}, 1)
+
+	// The same session, from the stream, in the analyser.
+	var aline Line
+	for deadline := time.Now().Add(10 * time.Second); aline.QName == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, o := range strings.Split(analyserOut.String(), "\n") {
+			if l, ok, err := dnsdiagtest.Parse(o); ok && err == nil && l.QName == "www.image.test." {
+				aline = l
+			}
+		}
+	}
+	if aline.Status != line.Status || aline.BitMap != line.BitMap || aline.Client != r.Local {
+		t.Errorf("the image's analyser: %s %d from %q, want %s %d from %s (the plugin's); output:\n%s",
+			aline.Status, aline.BitMap, aline.Client, line.Status, line.BitMap, r.Local, analyserOut.String())
+	}
+	k8sWaitMetric(t, analyserMetrics, "coredns_dnsdiag_sessions_total", map[string]string{"server": "dnstap", "status": "Succeeded", "bitmap": "3"}, 1)
+}
+
+// imageStartAnalyser checks that the image's analyser lists its flags on
+// -h, then runs it (as cred) on free loopback ports for dnstap and metrics,
+// logging every session, and waits until it listens. It returns its output,
+// the dnstap port and the metrics address.
+func imageStartAnalyser(t *testing.T, path, user string, cred *syscall.Credential) (*dnsdiagtest.SyncBuffer, string, string) {
+	t.Helper()
+	help, _ := exec.Command(path, "-h").CombinedOutput()
+	for _, f := range []string{"-listen", "-metrics", "-log", "-rate", "-messages", "-log-format", "-window", "-max-sessions", "-queue", "-idle"} {
+		if !strings.Contains(string(help), "\n  "+f+" ") && !strings.Contains(string(help), "\n  "+f+"\n") {
+			t.Errorf("/dnsdiag-analyser -h does not list %s:\n%s", f, help)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		tapPort, metrics := strconv.Itoa(freePort(t)), net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+		cmd, out := imageExec(t, "analyser", path, cred, "analyser: listening on",
+			"-listen", "tcp://127.0.0.1:"+tapPort, "-metrics", metrics, "-log", "all", "-rate", "0")
+		if cmd == nil {
+			if attempt < 2 && strings.Contains(out.String(), "address already in use") {
+				continue
+			}
+			t.Fatalf("the image's analyser did not start:\n%s", out.String())
+		}
+		if cred != nil {
+			st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+			if err != nil || !strings.Contains(string(st), "\nUid:\t"+strings.Split(user, ":")[0]+"\t") {
+				t.Errorf("the analyser is not running as %s:\n%s", user, st)
+			}
+		}
+		return out, tapPort, metrics
+	}
 }
 
 // imageStart runs the binary on a small Corefile and waits for its banner;
 // it returns a nil command, and the output, if the process exited first.
-func imageStart(t *testing.T, dir, path, dnsPort, metricsPort string, cred *syscall.Credential) (*exec.Cmd, *dnsdiagtest.SyncBuffer) {
+func imageStart(t *testing.T, dir, path, dnsPort, metricsPort, tapPort string, cred *syscall.Credential) (*exec.Cmd, *dnsdiagtest.SyncBuffer) {
 	t.Helper()
 	corefile := fmt.Sprintf(`.:%s {
     bind 127.0.0.1
     dnsdiag {
         log all
     }
+    dnstap tcp://127.0.0.1:%s full
     prometheus 127.0.0.1:%s
     template IN A image.test {
         answer "{{ .Name }} 60 IN A 192.0.2.99"
     }
 }
-`, dnsPort, metricsPort)
+`, dnsPort, tapPort, metricsPort)
 	conf := filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(conf, []byte(corefile), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return imageExec(t, "coredns", path, cred, "CoreDNS-", "-conf", conf)
+}
+
+// imageExec runs the image's binary at path with args, as cred, from /,
+// and waits at most 15 s for banner in its output. It returns a nil
+// command, and the output, if the process exited first; a started one is
+// killed at the end of the test, its output logged if the test failed.
+func imageExec(t *testing.T, name, path string, cred *syscall.Credential, banner string, args ...string) (*exec.Cmd, *dnsdiagtest.SyncBuffer) {
+	t.Helper()
 	out := &dnsdiagtest.SyncBuffer{}
-	cmd := exec.Command(path, "-conf", conf)
+	cmd := exec.Command(path, args...)
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
@@ -431,7 +535,7 @@ func imageStart(t *testing.T, dir, path, dnsPort, metricsPort string, cred *sysc
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(out.String(), "CoreDNS-") {
+	for !strings.Contains(out.String(), banner) {
 		select {
 		case <-exited:
 			return nil, out
@@ -440,14 +544,14 @@ func imageStart(t *testing.T, dir, path, dnsPort, metricsPort string, cred *sysc
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			<-exited
-			t.Fatalf("the image's coredns did not start within 15 s:\n%s", out.String())
+			t.Fatalf("the image's %s did not start within 15 s:\n%s", name, out.String())
 		}
 	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-exited
 		if t.Failed() {
-			t.Logf("the image's coredns output:\n%s", out.String())
+			t.Logf("the image's %s output:\n%s", name, out.String())
 		}
 	})
 	return cmd, out

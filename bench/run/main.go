@@ -10,7 +10,9 @@
 // per-round ratios to plain. Each run: a saturation run (throughput, CPU per
 // query, lost queries), then a fixed-rate run for latency, then peak RSS.
 // A 60 s saturation run per traffic kind checks that dnsdiag's memory stays
-// flat, and the Go microbenchmarks of the per-query path run last.
+// flat; dnsdiag-analyser's sessions per second on one core, fed by a
+// CoreDNS streaming dnstap, are measured (analyser.go); and the Go
+// microbenchmarks of the per-query path run last.
 //
 // Knobs are environment variables (see config); results go to
 // bench/results/latest.md and latest.json.
@@ -38,32 +40,34 @@ import (
 )
 
 type config struct {
-	coredns     string
-	rounds      int
-	duration    float64 // saturation run, seconds
-	warmup      float64
-	latDuration float64
-	latQPS      int
-	memDuration float64
-	memSample   float64
-	profSeconds float64 // CPU profile per variant, 0 for none
-	clients     int
-	outstanding int
-	port        int // CoreDNS under test; upstream port+1, dnstap sink port+2, pprof port+3, prometheus port+4
-	order       string
-	only        []string // variant names to run, all when empty
-	micro       bool
-	microTime   string
-	microCount  int
-	foreignMax  float64 // cores of foreign CPU above which a run is repeated
-	retries     int
-	idleWait    time.Duration
-	results     string
-	cpuCD       string // CoreDNS under test
-	cpuLoad     string // dnsperf, upstream, sink
-	queries     string
-	work        string
-	repo        string
+	coredns      string
+	rounds       int
+	duration     float64 // saturation run, seconds
+	warmup       float64
+	latDuration  float64
+	latQPS       int
+	memDuration  float64
+	memSample    float64
+	profSeconds  float64 // CPU profile per variant, 0 for none
+	clients      int
+	outstanding  int
+	port         int // CoreDNS under test; upstream port+1, dnstap sink or analyser port+2, pprof port+3, prometheus port+4, analyser metrics port+5
+	order        string
+	only         []string // variant names to run, all when empty
+	micro        bool
+	analyser     string            // the dnsdiag-analyser binary, beside COREDNS
+	analyserRuns []analyserVariant // ANALYSER: 1 all, 0 none, or names
+	microTime    string
+	microCount   int
+	foreignMax   float64 // cores of foreign CPU above which a run is repeated
+	retries      int
+	idleWait     time.Duration
+	results      string
+	cpuCD        string // CoreDNS under test
+	cpuLoad      string // dnsperf, upstream, sink
+	queries      string
+	work         string
+	repo         string
 }
 
 func env(name, def string) string {
@@ -85,28 +89,30 @@ func envInt(name string, def int) int { return int(envFloat(name, float64(def)))
 
 func loadConfig() *config {
 	c := &config{
-		coredns:     env("COREDNS", "./coredns"),
-		rounds:      envInt("ROUNDS", 3),
-		duration:    envFloat("DURATION", 10),
-		warmup:      envFloat("WARMUP", 1),
-		latDuration: envFloat("LATDURATION", 5),
-		latQPS:      envInt("LATQPS", 5000),
-		memDuration: envFloat("MEMDURATION", 60),
-		memSample:   envFloat("MEMSAMPLE", 5),
-		profSeconds: envFloat("PROFSECONDS", 5),
-		clients:     envInt("CLIENTS", 4),
-		outstanding: envInt("OUTSTANDING", 100),
-		port:        envInt("BENCH_PORT", 15300),
-		order:       env("ORDER", "shuffle"),
-		micro:       env("MICRO", "1") != "0",
-		microTime:   env("MICROTIME", "1s"),
-		microCount:  envInt("MICROCOUNT", 3),
-		foreignMax:  envFloat("FOREIGN_MAX", 0.10),
-		retries:     envInt("RETRIES", 1),
-		idleWait:    seconds(envFloat("IDLEWAIT", 20)),
-		results:     env("RESULTS", "bench/results"),
-		cpuCD:       "0",
-		cpuLoad:     "1",
+		coredns:      env("COREDNS", "./coredns"),
+		analyser:     filepath.Join(filepath.Dir(env("COREDNS", "./coredns")), "dnsdiag-analyser"),
+		analyserRuns: analyserSelected(env("ANALYSER", "1")),
+		rounds:       envInt("ROUNDS", 3),
+		duration:     envFloat("DURATION", 10),
+		warmup:       envFloat("WARMUP", 1),
+		latDuration:  envFloat("LATDURATION", 5),
+		latQPS:       envInt("LATQPS", 5000),
+		memDuration:  envFloat("MEMDURATION", 60),
+		memSample:    envFloat("MEMSAMPLE", 5),
+		profSeconds:  envFloat("PROFSECONDS", 5),
+		clients:      envInt("CLIENTS", 4),
+		outstanding:  envInt("OUTSTANDING", 100),
+		port:         envInt("BENCH_PORT", 15300),
+		order:        env("ORDER", "shuffle"),
+		micro:        env("MICRO", "1") != "0",
+		microTime:    env("MICROTIME", "1s"),
+		microCount:   envInt("MICROCOUNT", 3),
+		foreignMax:   envFloat("FOREIGN_MAX", 0.10),
+		retries:      envInt("RETRIES", 1),
+		idleWait:     seconds(envFloat("IDLEWAIT", 20)),
+		results:      env("RESULTS", "bench/results"),
+		cpuCD:        "0",
+		cpuLoad:      "1",
 	}
 	if v := env("VARIANTS", ""); v != "" {
 		c.only = strings.Split(v, ",")
@@ -217,11 +223,19 @@ type report struct {
 	Mem      []memRun
 	Profiles []cpuProfile
 	Micro    *microResult
+	Analyser []analyserResult
 	Warnings []string
 }
 
 func main() {
-	runtime.LockOSThread() // children's Pdeathsig follows the thread that started them
+	runtime.LockOSThread()                             // children's Pdeathsig follows the thread that started them
+	if spec := os.Getenv("BENCH_REPLAY"); spec != "" { // the analyser's sender (analyser_replay.go)
+		if err := replayMain(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "bench replay:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	cfg := loadConfig()
 	if from := env("REPORT_FROM", ""); from != "" { // render a saved latest.json again
 		var rep report
@@ -285,6 +299,9 @@ func benchmain(cfg *config) error {
 		return fmt.Errorf("copy CoreDNS binary: %w (run make build first)", err)
 	}
 	cfg.coredns = bin
+	if err := copyAnalyser(cfg); err != nil {
+		return err
+	}
 	sink := filepath.Join(cfg.work, "dnstap-sink")
 	if out, err := exec.Command("go", "build", "-o", sink, "./bench/dnstap-sink").CombinedOutput(); err != nil {
 		return fmt.Errorf("build dnstap sink: %v\n%s", err, out)
@@ -298,7 +315,7 @@ func benchmain(cfg *config) error {
 		"MEMDURATION": fmt.Sprint(cfg.memDuration), "PROFSECONDS": fmt.Sprint(cfg.profSeconds), "CLIENTS": strconv.Itoa(cfg.clients),
 		"OUTSTANDING": strconv.Itoa(cfg.outstanding), "ORDER": cfg.order, "FOREIGN_MAX": fmt.Sprint(cfg.foreignMax),
 		"RETRIES": strconv.Itoa(cfg.retries), "MICRO": fmt.Sprint(cfg.micro), "MICROTIME": cfg.microTime,
-		"MICROCOUNT": strconv.Itoa(cfg.microCount),
+		"MICROCOUNT": strconv.Itoa(cfg.microCount), "ANALYSER": env("ANALYSER", "1"),
 	}
 
 	variants := allVariants()
@@ -379,6 +396,13 @@ func benchmain(cfg *config) error {
 			logf("profile %s: %.1f µs/q, newstack %.1f%%, mallocgc %.1f%% %s", v.Name, pr.CPUPerQuery, pr.Cum["newstack"], pr.Cum["mallocgc"], pr.Error)
 			rep.Profiles = append(rep.Profiles, pr)
 		}
+	}
+
+	for _, v := range cfg.analyserRuns {
+		a := analyserRun(cfg, v, up.Process.Pid)
+		logf("analyser %s: %.0f sessions/s (%.0f qps), %.2f cores, %.1f µs/session, %.0f/s on a busy core, shed %.0f, HWM %d kB %s",
+			v.Name, a.SessionsPerSec, a.QPS, a.Cores, a.CPUPerSession, a.OneCore, a.Shed, a.HWMKB, a.Error)
+		rep.Analyser = append(rep.Analyser, a)
 	}
 
 	if cfg.micro {

@@ -300,6 +300,8 @@ func writeReport(cfg *config, rep *report) error {
 		p("\n")
 	}
 
+	analyserReport(&b, rep)
+
 	if mc := rep.Micro; mc != nil {
 		p("## Go microbenchmarks (plugin/dnsdiag/bench_test.go)\n\n")
 		p("`go test -bench . -benchmem -cpu 1 -benchtime %s -count %d`, pinned to cpu%s; medians of the runs. ", st.MicroTime, st.MicroCount, st.CPUCD)

@@ -58,8 +58,8 @@ func find(stage []instruction, cmd string) []string {
 }
 
 // TestDockerfileMatchesImage keeps build/Dockerfile equivalent to what
-// Build makes: the same binary build flags as the Makefile, the same files
-// and the same config.
+// Build makes: both binaries built with the Makefile's flags, the same
+// files (the capability on /coredns only) and the same config.
 func TestDockerfileMatchesImage(t *testing.T) {
 	stages := parseDockerfile(t, "../Dockerfile")
 	if len(stages) != 3 {
@@ -77,15 +77,38 @@ func TestDockerfileMatchesImage(t *testing.T) {
 		t.Fatal("no LDFLAGS in the Makefile")
 	}
 	ldflags := strings.ReplaceAll(strings.TrimSpace(string(m[1])), "$(VERSION)", "${VERSION}")
-	var goBuild string
+	// What `make build` builds, and where the image has it.
+	binaries := map[string]string{"./build/coredns": Entrypoint, "./build/analyser": Analyser}
+	built := map[string]bool{}
 	for _, r := range find(build, "RUN") {
-		if strings.Contains(r, "go build") {
-			goBuild = r
+		if !strings.Contains(r, "go build") {
+			continue
+		}
+		pkg := r[strings.LastIndex(r, " ")+1:]
+		dest, ok := binaries[pkg]
+		if !ok {
+			t.Errorf("Dockerfile builds %s, which the image does not hold:\n%s", pkg, r)
+			continue
+		}
+		built[pkg] = true
+		for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-buildvcs=false", `-ldflags "` + ldflags + `"`, "-o /rootfs" + dest + " "} {
+			if !strings.Contains(r, want) {
+				t.Errorf("Dockerfile's go build of %s lacks %q:\n%s", pkg, want, r)
+			}
 		}
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-buildvcs=false", `-ldflags "` + ldflags + `"`, "./build/coredns"} {
-		if !strings.Contains(goBuild, want) {
-			t.Errorf("Dockerfile's go build lacks %q:\n%s", want, goBuild)
+	for pkg, dest := range binaries {
+		if !built[pkg] {
+			t.Errorf("Dockerfile does not build %s (%s)", pkg, dest)
+		}
+		if cp := "--from=build /rootfs" + dest + " /rootfs" + dest; !slices.Contains(find(rootfs, "COPY"), cp) {
+			t.Errorf("Dockerfile's rootfs stage lacks COPY %s", cp)
+		}
+	}
+	mkBuild := regexp.MustCompile(`(?m)^build:\n((?:\t.*\n)+)`).FindSubmatch(mk)
+	for pkg, dest := range binaries {
+		if mkBuild == nil || !regexp.MustCompile(`-o `+regexp.QuoteMeta(dest[1:])+` `+regexp.QuoteMeta(pkg)+`\n`).Match(mkBuild[1]) {
+			t.Errorf("the Makefile's build target does not write ./%s from %s", dest[1:], pkg)
 		}
 	}
 	if !strings.Contains(ldflags, VersionVar+"=dnsdiag-") {
@@ -95,7 +118,7 @@ func TestDockerfileMatchesImage(t *testing.T) {
 	// The files.
 	run := strings.Join(find(rootfs, "RUN"), "\n")
 	for _, want := range []string{
-		"setcap cap_net_bind_service=+ep /rootfs/coredns",
+		"setcap cap_net_bind_service=+ep /rootfs" + Entrypoint + " ",
 		"printf " + strconv.Quote(Passwd)[1:len(strconv.Quote(Passwd))-1],
 		"printf " + strconv.Quote(Group)[1:len(strconv.Quote(Group))-1],
 		"/rootfs/" + CACertPath,
@@ -107,6 +130,10 @@ func TestDockerfileMatchesImage(t *testing.T) {
 		if !strings.Contains(run, want) {
 			t.Errorf("Dockerfile's rootfs stage lacks %q", want)
 		}
+	}
+
+	if strings.Contains(run, "/rootfs"+Analyser) {
+		t.Errorf("Dockerfile's rootfs stage changes %s (Build gives it no capability):\n%s", Analyser, run)
 	}
 
 	// The config.

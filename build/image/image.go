@@ -1,17 +1,23 @@
-// Package image builds the coredns-dnsdiag container image from a static
-// linux coredns binary, without a container engine, and writes it as one
-// archive that docker load, podman load, kind load image-archive and
-// ctr images import all accept.
+// Package image builds the coredns-dnsdiag container image from the static
+// linux coredns and dnsdiag-analyser binaries, without a container engine,
+// and writes it as one archive that docker load, podman load, kind load
+// image-archive and ctr images import all accept.
 //
 // The image is what upstream CoreDNS ships (a static binary on a distroless
 // "nonroot" base), made from scratch: one layer holding /coredns (with the
 // cap_net_bind_service file capability, so the non-root process can bind
-// port 53), /etc/passwd and /etc/group naming the nonroot user 65532, an
-// optional CA bundle, /home/nonroot and /tmp. The config runs /coredns as
-// 65532:65532 and exposes 53/udp, 53/tcp and 9153/tcp.
+// port 53), /dnsdiag-analyser (the same build of dnsdiag for clusters that
+// keep the stock CoreDNS image and stream dnstap to it; it has no file
+// capability, since it listens on 6000 and 9153 only), /etc/passwd and
+// /etc/group naming the nonroot user 65532, an optional CA bundle,
+// /home/nonroot and /tmp. The config runs /coredns as 65532:65532 and
+// exposes 53/udp, 53/tcp and 9153/tcp; the analyser's Deployment
+// (build/kubernetes/analyser) runs /dnsdiag-analyser from the same image.
+// One image for both keeps the plugin and the analyser of one version
+// together, and operators pull and mirror one name.
 //
-// build/Dockerfile builds the same image with Docker; e2e/image_test.go
-// checks that the two agree.
+// build/Dockerfile builds the same image with Docker;
+// build/image/dockerfile_test.go checks that the two agree.
 package image
 
 import (
@@ -39,7 +45,8 @@ import (
 // What every image built here has; the Dockerfile must say the same.
 const (
 	Entrypoint = "/coredns"
-	User       = "65532:65532" // numeric, so Kubernetes can enforce runAsNonRoot
+	Analyser   = "/dnsdiag-analyser" // build/analyser, what build/kubernetes/analyser runs
+	User       = "65532:65532"       // numeric, so Kubernetes can enforce runAsNonRoot
 	UID, GID   = 65532, 65532
 	WorkingDir = "/"
 	CACertPath = "etc/ssl/certs/ca-certificates.crt"
@@ -84,14 +91,15 @@ func Labels(version string) map[string]string {
 
 // Options says what goes into the image.
 type Options struct {
-	Binary  string    // a static linux coredns, built like `make build` does
-	Version string    // the value `make build` stamped into VersionVar, e.g. dnsdiag-0abbadb
-	CACerts string    // a CA bundle to install at /etc/ssl/certs/ca-certificates.crt; "" for none
-	Created time.Time // the image's and every file's time; zero is the Unix epoch
-	Source  string    // org.opencontainers.image.source label; "" for none
+	Binary   string    // a static linux coredns, built like `make build` does
+	Analyser string    // a static linux dnsdiag-analyser of the same build (platform and stamp)
+	Version  string    // the value `make build` stamped into VersionVar, e.g. dnsdiag-0abbadb
+	CACerts  string    // a CA bundle to install at /etc/ssl/certs/ca-certificates.crt; "" for none
+	Created  time.Time // the image's and every file's time; zero is the Unix epoch
+	Source   string    // org.opencontainers.image.source label; "" for none
 }
 
-// Binary is what Inspect learnt about a coredns binary.
+// Binary is what Inspect learnt about a coredns or dnsdiag-analyser binary.
 type Binary struct {
 	GOOS, GOARCH string
 	Variant      string // OCI platform variant (arm: v6, v7)
@@ -99,11 +107,12 @@ type Binary struct {
 	GoVersion    string
 }
 
-// Inspect checks that path is a coredns the image can run: a linux ELF
+// Inspect checks that path is a binary the image can run: a linux ELF
 // executable with no dynamic loader or shared libraries, built with
 // CGO_ENABLED=0 and -trimpath, and stamped with version through VersionVar.
 // (-trimpath keeps -ldflags out of the build information, so the stamp is
-// looked for in the binary itself.)
+// looked for in the binary itself; dnsdiag-analyser links coremain too, so
+// `make build`'s one -ldflags stamps both.)
 func Inspect(path, version string) (Binary, error) {
 	b := Binary{Version: version}
 	bi, err := buildinfo.ReadFile(path)
@@ -165,6 +174,17 @@ func Build(o Options) (v1.Image, Binary, error) {
 	if err != nil {
 		return nil, bin, err
 	}
+	if o.Analyser == "" {
+		return nil, bin, errors.New("no dnsdiag-analyser given: the image holds " + Analyser + " beside " + Entrypoint + " (make build writes it)")
+	}
+	an, err := Inspect(o.Analyser, o.Version)
+	if err != nil {
+		return nil, bin, fmt.Errorf("analyser: %w", err)
+	}
+	if an.GOOS != bin.GOOS || an.GOARCH != bin.GOARCH || an.Variant != bin.Variant {
+		return nil, bin, fmt.Errorf("analyser %s is for %s/%s%s, coredns %s for %s/%s%s: build both for one platform",
+			o.Analyser, an.GOOS, an.GOARCH, an.Variant, o.Binary, bin.GOOS, bin.GOARCH, bin.Variant)
+	}
 	created := o.Created
 	if created.IsZero() {
 		created = time.Unix(0, 0)
@@ -191,7 +211,7 @@ func Build(o Options) (v1.Image, Binary, error) {
 	if o.Source != "" {
 		labels["org.opencontainers.image.source"] = o.Source
 	}
-	what := "/coredns (cap_net_bind_service=+ep), /etc/passwd, /etc/group"
+	what := Entrypoint + " (cap_net_bind_service=+ep), " + Analyser + ", /etc/passwd, /etc/group"
 	if o.CACerts != "" {
 		what += ", /" + CACertPath
 	}
@@ -232,6 +252,10 @@ func layerTar(o Options, mtime time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	analyser, err := os.ReadFile(o.Analyser)
+	if err != nil {
+		return nil, err
+	}
 	var certs []byte
 	if o.CACerts != "" {
 		if certs, err = os.ReadFile(o.CACerts); err != nil {
@@ -251,7 +275,9 @@ func layerTar(o Options, mtime time.Time) ([]byte, error) {
 		dir   bool
 	}
 	entries := []entry{
-		{name: "coredns", mode: 0o755, data: binary, xattr: CapNetBindService},
+		{name: Entrypoint[1:], mode: 0o755, data: binary, xattr: CapNetBindService},
+		// No capability: it binds 6000 and 9153, above the privileged ports.
+		{name: Analyser[1:], mode: 0o755, data: analyser},
 		{name: "etc/", mode: 0o755, dir: true},
 		{name: "etc/group", mode: 0o644, data: []byte(Group)},
 		{name: "etc/passwd", mode: 0o644, data: []byte(Passwd)},

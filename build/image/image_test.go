@@ -102,18 +102,20 @@ func TestParseReference(t *testing.T) {
 	}
 }
 
-// TestArchive builds an image around a tiny static binary, writes the
-// archive twice and reads it back both as docker's manifest.json archive
-// and as an OCI layout.
+// TestArchive builds an image around two tiny static binaries (coredns and
+// the analyser), writes the archive twice and reads it back both as
+// docker's manifest.json archive and as an OCI layout.
 func TestArchive(t *testing.T) {
 	bin := tiny(t, []string{"CGO_ENABLED=0", "GOARCH=amd64"}, "-trimpath", "-ldflags", "-s -w "+stamp)
+	// Another build, so that the two files differ.
+	analyser := tiny(t, []string{"CGO_ENABLED=0", "GOARCH=amd64"}, "-trimpath", "-ldflags", stamp)
 	certs := filepath.Join(t.TempDir(), "ca.crt")
 	if err := os.WriteFile(certs, []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	write := func() []byte {
-		img, _, err := Build(Options{Binary: bin, Version: "dnsdiag-test", CACerts: certs, Created: created, Source: "https://example.invalid/dnsdiag"})
+		img, _, err := Build(Options{Binary: bin, Analyser: analyser, Version: "dnsdiag-test", CACerts: certs, Created: created, Source: "https://example.invalid/dnsdiag"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +201,7 @@ func TestArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	want := map[string]bool{"coredns": true, "etc/": true, "etc/group": true, "etc/passwd": true, "etc/ssl/": true,
+	want := map[string]bool{"coredns": true, "dnsdiag-analyser": true, "etc/": true, "etc/group": true, "etc/passwd": true, "etc/ssl/": true,
 		"etc/ssl/certs/": true, CACertPath: true, "home/": true, "home/nonroot/": true, "tmp/": true}
 	lr := tar.NewReader(rc)
 	for {
@@ -224,6 +226,16 @@ func TestArchive(t *testing.T) {
 				t.Error("coredns in the layer differs from the binary")
 			}
 		}
+		if h.Name == "dnsdiag-analyser" {
+			if _, hasCap := h.PAXRecords[xattrCapability]; h.Mode != 0o755 || h.Uid != 0 || h.Gid != 0 || hasCap {
+				t.Errorf("dnsdiag-analyser entry: mode %o owner %d:%d xattrs %q, want 755 root's without a capability", h.Mode, h.Uid, h.Gid, h.PAXRecords)
+			}
+			got, _ := io.ReadAll(lr)
+			orig, _ := os.ReadFile(analyser)
+			if !bytes.Equal(got, orig) {
+				t.Error("dnsdiag-analyser in the layer differs from the binary")
+			}
+		}
 		if h.Name == "home/nonroot/" && (h.Uid != UID || h.Gid != GID) {
 			t.Errorf("home/nonroot owned by %d:%d", h.Uid, h.Gid)
 		}
@@ -233,13 +245,36 @@ func TestArchive(t *testing.T) {
 	}
 }
 
+// TestBuildRefusesBadAnalyser: the image is not built without an analyser
+// the image can run, of the same build as coredns.
+func TestBuildRefusesBadAnalyser(t *testing.T) {
+	bin := tiny(t, []string{"CGO_ENABLED=0", "GOARCH=amd64"}, "-trimpath", "-ldflags", stamp)
+	for name, c := range map[string]struct {
+		analyser string
+		want     string
+	}{
+		"none":       {"", "no dnsdiag-analyser"},
+		"missing":    {filepath.Join(t.TempDir(), "dnsdiag-analyser"), "not a Go binary"},
+		"cgo":        {tiny(t, []string{"CGO_ENABLED=1", "GOARCH=amd64"}, "-trimpath", "-ldflags", stamp), "CGO_ENABLED"},
+		"other arch": {tiny(t, []string{"CGO_ENABLED=0", "GOARCH=arm64"}, "-trimpath", "-ldflags", stamp), "linux/arm64"},
+		"unstamped":  {tiny(t, []string{"CGO_ENABLED=0", "GOARCH=amd64"}, "-trimpath"), "not stamped"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := Build(Options{Binary: bin, Analyser: c.analyser, Version: "dnsdiag-test"})
+			if err == nil || !strings.Contains(err.Error(), c.want) || (c.analyser != "" && !strings.Contains(err.Error(), "analyser")) {
+				t.Fatalf("Build: got %v, want an error about the analyser: %s", err, c.want)
+			}
+		})
+	}
+}
+
 func TestBuildRefusesBadCerts(t *testing.T) {
 	bin := tiny(t, []string{"CGO_ENABLED=0"}, "-trimpath", "-ldflags", stamp)
 	notPEM := filepath.Join(t.TempDir(), "ca.crt")
 	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := Build(Options{Binary: bin, Version: "dnsdiag-test", CACerts: notPEM}); err == nil || !strings.Contains(err.Error(), "PEM") {
+	if _, _, err := Build(Options{Binary: bin, Analyser: bin, Version: "dnsdiag-test", CACerts: notPEM}); err == nil || !strings.Contains(err.Error(), "PEM") {
 		t.Fatalf("Build with a non-PEM CA bundle: %v", err)
 	}
 }

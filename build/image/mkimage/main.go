@@ -1,8 +1,9 @@
-// Command mkimage writes the coredns-dnsdiag image archive from a static
-// linux coredns binary; `make image` runs it on the binary `make build`
-// wrote. No container engine is needed.
+// Command mkimage writes the coredns-dnsdiag image archive from the static
+// linux coredns and dnsdiag-analyser binaries; `make image` runs it on the
+// two `make build` wrote. No container engine is needed.
 //
-//	go run ./build/image/mkimage -binary coredns -version dnsdiag-$(git describe --always --dirty) -o coredns-dnsdiag.tar
+//	go run ./build/image/mkimage -binary coredns -analyser dnsdiag-analyser \
+//		-version dnsdiag-$(git describe --always --dirty) -o coredns-dnsdiag.tar
 package main
 
 import (
@@ -24,6 +25,7 @@ func main() {
 		created = flag.String("created", os.Getenv("SOURCE_DATE_EPOCH"), "image time, Unix seconds (default $SOURCE_DATE_EPOCH, else the epoch)")
 	)
 	flag.StringVar(&o.Binary, "binary", "coredns", "static linux coredns binary (make build)")
+	flag.StringVar(&o.Analyser, "analyser", "dnsdiag-analyser", "static linux dnsdiag-analyser binary of the same build (make build), installed as "+image.Analyser)
 	flag.StringVar(&o.Version, "version", "", "the version stamped in the binary (-X coremain.GitCommit=...), required")
 	flag.StringVar(&o.CACerts, "cacerts", "", "CA bundle to install at /"+image.CACertPath+" (none if empty)")
 	flag.StringVar(&o.Source, "source", "", "org.opencontainers.image.source label")
