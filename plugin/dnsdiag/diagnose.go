@@ -55,7 +55,7 @@ func newDiagnosis(cfg hints.Config) (*diagnosis, error) {
 // flood a table evicts on every query, at the deepest point of its stack:
 // there hintDropped only adds to an atomic, and the instance's ticker moves
 // the counts to Prometheus (flushHintDrops).
-var hintDropReasons = [...]string{hints.ReasonRetransmitEvicted, hints.ReasonPairEvicted, hints.ReasonSearchEvicted,
+var hintDropReasons = [...]string{hints.ReasonRetransmitEvicted, hints.ReasonRateEvicted, hints.ReasonPairEvicted, hints.ReasonSearchEvicted,
 	hints.ReasonHeldFull, hints.ReasonUpstreamsFull}
 
 var hintDropCounts [len(hintDropReasons)]atomic.Uint64

@@ -58,6 +58,7 @@ func TestMillionClients(t *testing.T) {
 		min    int
 	}{
 		{ReasonRetransmitEvicted, n - d.retx.slots()},
+		{ReasonRateEvicted, n - d.rates.slots()},
 		{ReasonPairEvicted, n/2 - d.pairs.slots()},
 		{ReasonSearchEvicted, n/2 - d.search.slots()},
 	} {
@@ -140,6 +141,7 @@ func TestConfigRefused(t *testing.T) {
 		{PairGap: time.Second},
 		{TCWindow: time.Hour},
 		{SearchEntries: -1},
+		{RateEntries: -1},
 		{RetransmitEntries: maxEntries + 1},
 		{Upstreams: maxUpstreams + 1},
 	} {
@@ -147,12 +149,12 @@ func TestConfigRefused(t *testing.T) {
 			t.Errorf("New(%+v) accepted", cfg)
 		}
 	}
-	d, err := New(Config{RetransmitEntries: 1, PairEntries: 1, SearchEntries: 1, HeldEntries: 1, Upstreams: 1})
+	d, err := New(Config{RetransmitEntries: 1, RateEntries: 1, PairEntries: 1, SearchEntries: 1, HeldEntries: 1, Upstreams: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.retx.slots() != retxWays || d.search.slots() != searchWays {
-		t.Errorf("smallest tables: %d and %d slots, want one set each", d.retx.slots(), d.search.slots())
+	if d.retx.slots() != retxWays || d.rates.slots() != rateWays || d.search.slots() != searchWays {
+		t.Errorf("smallest tables: %d, %d and %d slots, want one set each", d.retx.slots(), d.rates.slots(), d.search.slots())
 	}
 }
 

@@ -14,6 +14,10 @@ type Config struct {
 	RetransmitWindow time.Duration
 	// RetransmitEntries caps the sessions remembered for that.
 	RetransmitEntries int
+	// RateEntries caps the client address and question pairs whose
+	// distinct lookups within RetransmitWindow are counted, so that an ID
+	// repeated by chance is not taken for a retransmission.
+	RateEntries int
 
 	// PairGap: the most the arrivals of A and AAAA of one name from one
 	// address and port may differ to count as glibc's parallel pair.
@@ -54,6 +58,7 @@ type Config struct {
 // coredns_dnsdiag_dropped_total.
 const (
 	ReasonRetransmitEvicted = "hints_retransmit_evicted" // a session within RetransmitWindow was forgotten
+	ReasonRateEvicted       = "hints_rate_evicted"       // a question's lookup count within RetransmitWindow was forgotten
 	ReasonPairEvicted       = "hints_pair_evicted"       // an A/AAAA arrival within pairKeep was forgotten
 	ReasonSearchEvicted     = "hints_search_evicted"     // a candidate within SearchWindow was forgotten
 	ReasonHeldFull          = "hints_held_full"          // a session could not be held for its verdict
@@ -64,6 +69,7 @@ const (
 const (
 	DefaultRetransmitWindow  = 30 * time.Second
 	DefaultRetransmitEntries = 1 << 15
+	DefaultRateEntries       = 1 << 13
 	DefaultPairGap           = 50 * time.Millisecond
 	DefaultPairEntries       = 1 << 13
 	DefaultSearchWindow      = 2 * time.Second
@@ -112,6 +118,7 @@ func (c Config) withDefaults() (Config, error) {
 		def, max int
 	}{
 		{"retransmit entries", &c.RetransmitEntries, DefaultRetransmitEntries, maxEntries},
+		{"rate entries", &c.RateEntries, DefaultRateEntries, maxEntries},
 		{"pair entries", &c.PairEntries, DefaultPairEntries, maxEntries},
 		{"search entries", &c.SearchEntries, DefaultSearchEntries, maxEntries},
 		{"held entries", &c.HeldEntries, DefaultHeldEntries, maxEntries},

@@ -16,6 +16,7 @@ type Detector struct {
 	retxWindow, pairGap, searchWindow, tcWindow, upWindow int64
 
 	retx   *table[copyRec]   // every session, by client address, DNS ID and question
+	rates  *table[lookups]   // distinct lookups, by client address and question
 	pairs  *table[arrival]   // UDP A/AAAA arrivals, by client address, port and name
 	search *table[candidate] // NXDOMAIN/NODATA answers, by client address and first label
 	held   *table[heldRec]   // sessions waiting for a later verdict
@@ -38,6 +39,7 @@ func New(cfg Config) (*Detector, error) {
 		tcWindow:     int64(cfg.TCWindow),
 		upWindow:     int64(cfg.UpstreamWindow),
 		retx:         newTable[copyRec](cfg.RetransmitEntries, retxWays),
+		rates:        newTable[lookups](cfg.RateEntries, rateWays),
 		pairs:        newTable[arrival](cfg.PairEntries, pairWays),
 		search:       newTable[candidate](cfg.SearchEntries, searchWays),
 		held:         newTable[heldRec](cfg.HeldEntries, heldWays),
@@ -49,6 +51,7 @@ func New(cfg Config) (*Detector, error) {
 // of one query, the candidates of one walk) at the cost of a longer scan.
 const (
 	retxWays   = 8
+	rateWays   = 8
 	pairWays   = 8
 	searchWays = 16
 	heldWays   = 8
@@ -62,6 +65,7 @@ func MemoryBytes(cfg Config) (int, error) {
 		return 0, err
 	}
 	return tableBytes[copyRec](cfg.RetransmitEntries, retxWays) +
+		tableBytes[lookups](cfg.RateEntries, rateWays) +
 		tableBytes[arrival](cfg.PairEntries, pairWays) +
 		tableBytes[candidate](cfg.SearchEntries, searchWays) + setsFor(cfg.SearchEntries, searchWays)*searchWays*maxKeptNameBytes +
 		tableBytes[heldRec](cfg.HeldEntries, heldWays) +
@@ -102,13 +106,15 @@ func (d *Detector) Observe(s *Session, out []Hint) (hints []Hint, held bool) {
 	c := d.finish(s, &k)
 	if c.inserted {
 		// Begin was not called, or its entry was evicted.
-		d.arriveOthers(s, &k)
+		d.arriveOthers(s, &k, c.repeat)
 	}
 	if s.TCP {
 		d.cancelTC(s, &k)
 	}
 	var h heldRec
-	if c.earlier.start != 0 {
+	// Both retransmit codes rest on the repeated ID alone, whether the
+	// earlier copy was answered or not: a chance repeat suppresses either.
+	if c.earlier.start != 0 && !d.byChance(s, &k, s.Start.UnixNano()-c.earlier.start) {
 		out = append(out, d.retransmitHint(s, &c.earlier))
 		if pairable(s) {
 			p := probeOf(s, &k, &c.earlier)

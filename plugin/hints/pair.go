@@ -30,14 +30,44 @@ func (d *Detector) addArrival(s *Session, k *keys) {
 	start, port := s.Start.UnixNano(), s.Client.Port()
 	key := d.pairKey(&k.ip, k.name, port, s.Qclass)
 	sh, base := d.pairs.set(key)
+	a := arrival{ip: k.ip, name: k.name, id: s.ID, start: start, port: port, qtype: s.Qtype, qclass: s.Qclass, dnsID: s.DNSID}
 	sh.mu.Lock()
 	i, live := sh.victim(base, d.pairs.ways, start, int64(pairKeep))
+	if live {
+		if j := d.useless(sh, base, &a); j >= 0 {
+			i, live = j, false
+		}
+	}
 	sh.at[i], sh.tag[i] = start, key
-	sh.ent[i] = arrival{ip: k.ip, name: k.name, id: s.ID, start: start, port: port, qtype: s.Qtype, qclass: s.Qclass, dnsID: s.DNSID}
+	sh.ent[i] = a
 	sh.mu.Unlock()
 	if live {
 		d.drop(ReasonPairEvicted)
 	}
+}
+
+// useless returns the oldest slot of set base (all live) whose arrival a
+// makes useless, or -1. Called with the shard locked.
+//
+// A resolver that keeps its socket (dnsperf, NodeLocal DNSCache) sends the
+// same question from the same port many times a second, and each arrival
+// would push a live one out. An arrival from a's socket is useless once
+// another of its type came (pairHint takes the other half closest in time,
+// and for every copy arriving from now on that is the later one) or once
+// PairGap has passed since it came (no copy arriving from now on pairs with
+// it): replacing it loses nothing a later probe would find. Completing a
+// pair does not make a half useless: the other half may be a resent copy
+// that looks it up when it ends.
+func (d *Detector) useless(sh *shard[arrival], base int, a *arrival) int {
+	slot := -1
+	for i := base; i < base+d.pairs.ways; i++ {
+		e := &sh.ent[i]
+		if e.ip == a.ip && e.port == a.port && e.name == a.name && e.qclass == a.qclass &&
+			(e.qtype == a.qtype || a.start-e.start > d.pairGap+pairSlack) && (slot < 0 || sh.at[i] < sh.at[slot]) {
+			slot = i
+		}
+	}
+	return slot
 }
 
 // probe is a retransmitted A or AAAA looking for the other half of its pair.

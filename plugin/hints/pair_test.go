@@ -1,6 +1,8 @@
 package hints
 
 import (
+	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -144,6 +146,87 @@ func TestPairNotFired(t *testing.T) {
 	for what, f := range cases {
 		t.Run(what, func(t *testing.T) {
 			wantCodes(t, what, resend(t, f(aaaa)), RetransmitAfterAnswer)
+		})
+	}
+}
+
+// A resolver that keeps its socket (dnsperf, NodeLocal DNSCache) sends A and
+// AAAA of one name from one port thousands of times a second: each arrival
+// replaces an earlier one of its type from that socket, which no later copy
+// would pair with, so nothing is counted as evicted.
+func TestPairSameSocketNotEvicted(t *testing.T) {
+	d, c := newDetector(t, Config{})
+	for i := range 5000 {
+		qtype := []uint16{dns.TypeA, dns.TypeAAAA}[i%2]
+		s := q{id: uint64(i + 1), from: "10.0.0.1:40000", dnsID: uint16(i), name: name, qtype: qtype, start: float64(i) * 0.0002}.session()
+		d.Begin(s)
+		observe(t, d, answered(s, float64(i)*0.0002+0.0001, dns.RcodeSuccess, 1))
+	}
+	if n := c.get(ReasonPairEvicted); n != 0 {
+		t.Errorf("%d pair evictions counted, want 0", n)
+	}
+}
+
+// portsInOneSet returns n ports of 10.0.0.1 whose arrivals of name land in
+// one set of d's pair table.
+func portsInOneSet(d *Detector, n int) []int {
+	k := d.keysOf(q{from: "10.0.0.1:1", name: name}.session())
+	set := func(port int) (*shard[arrival], int) {
+		return d.pairs.set(d.pairKey(&k.ip, k.name, uint16(port), dns.ClassINET))
+	}
+	sh0, base0 := set(20000)
+	ports := []int{20000}
+	for p := 20001; len(ports) < n; p++ {
+		if sh, base := set(p); sh == sh0 && base == base0 {
+			ports = append(ports, p)
+		}
+	}
+	return ports
+}
+
+// Live arrivals of other sockets, or of the same socket's other type within
+// PairGap (the other half of its pair, or a resent copy looking for it), are
+// counted when pushed out; the same socket's arrival after PairGap is not,
+// and is the one replaced.
+func TestPairEvictionCounted(t *testing.T) {
+	for _, c := range []struct {
+		what       string
+		last       func(ports []int) q
+		want, kept int // evictions counted, arrivals of the first 7 ports left in the set
+	}{
+		{"another socket", func(ports []int) q {
+			return q{from: "10.0.0.1:" + strconv.Itoa(ports[8]), qtype: dns.TypeA, start: 0.02}
+		}, 1, 6},
+		{"same socket, other type within PairGap", func(ports []int) q {
+			return q{from: "10.0.0.1:" + strconv.Itoa(ports[7]), qtype: dns.TypeAAAA, start: 0.02}
+		}, 1, 6},
+		{"same socket, other type after PairGap", func(ports []int) q {
+			return q{from: "10.0.0.1:" + strconv.Itoa(ports[7]), qtype: dns.TypeAAAA, start: 0.06}
+		}, 0, 7},
+	} {
+		t.Run(c.what, func(t *testing.T) {
+			d, drops := newDetector(t, Config{})
+			ports := portsInOneSet(d, 9)
+			for i, p := range ports[:8] { // the set's 8 ways, the last port's A at 7 ms
+				d.Begin(q{id: uint64(i + 1), from: "10.0.0.1:" + strconv.Itoa(p), dnsID: uint16(i), name: name, qtype: dns.TypeA, start: float64(i) * 0.001}.session())
+			}
+			last := c.last(ports)
+			last.id, last.dnsID, last.name = 9, 9, name
+			d.Begin(last.session())
+			if n := drops.get(ReasonPairEvicted); n != c.want {
+				t.Errorf("%d evictions counted, want %d", n, c.want)
+			}
+			k := d.keysOf(q{from: "10.0.0.1:1", name: name}.session())
+			sh, base := d.pairs.set(d.pairKey(&k.ip, k.name, uint16(ports[0]), dns.ClassINET))
+			kept := 0
+			for i := base; i < base+d.pairs.ways; i++ {
+				if sh.at[i] != 0 && slices.Index(ports[:7], int(sh.ent[i].port)) >= 0 {
+					kept++
+				}
+			}
+			if kept != c.kept {
+				t.Errorf("%d arrivals of the first 7 ports left, want %d", kept, c.kept)
+			}
 		})
 	}
 }

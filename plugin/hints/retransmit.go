@@ -37,11 +37,16 @@ func (d *Detector) arrive(s *Session, k *keys) {
 	start := s.Start.UnixNano()
 	sh, base := d.retx.set(k.retx)
 	sh.mu.Lock()
+	repeat := false
 	for i := base; i < base+d.retx.ways; i++ {
-		if sh.at[i] != 0 && sh.tag[i] == k.retx && sh.ent[i].id == s.ID && sh.ent[i].is(&k.ip, k.name, s.DNSID, s.Qtype, s.Qclass) {
+		if sh.at[i] == 0 || sh.tag[i] != k.retx || !sh.ent[i].is(&k.ip, k.name, s.DNSID, s.Qtype, s.Qclass) {
+			continue
+		}
+		if sh.ent[i].id == s.ID {
 			sh.mu.Unlock() // Begin called twice
 			return
 		}
+		repeat = repeat || sh.ent[i].within(start, d.retxWindow)
 	}
 	i, live := sh.victim(base, d.retx.ways, start, d.retxWindow)
 	sh.at[i], sh.tag[i] = start, k.retx
@@ -50,11 +55,20 @@ func (d *Detector) arrive(s *Session, k *keys) {
 	if live {
 		d.drop(ReasonRetransmitEvicted)
 	}
-	d.arriveOthers(s, k)
+	d.arriveOthers(s, k, repeat)
 }
 
-// arriveOthers records an arrival everywhere but in retx.
-func (d *Detector) arriveOthers(s *Session, k *keys) {
+// within reports whether the copy arrived within window of t, before or
+// after it.
+func (e *copyRec) within(t, window int64) bool { return max(t-e.start, e.start-t) <= window }
+
+// arriveOthers records an arrival everywhere but in retx; repeat says that
+// retx holds another copy of it within the window (the same DNS ID), so it
+// is no distinct lookup.
+func (d *Detector) arriveOthers(s *Session, k *keys, repeat bool) {
+	if !repeat {
+		d.countLookup(s, k)
+	}
 	if pairable(s) {
 		d.addArrival(s, k)
 	}
@@ -64,6 +78,7 @@ func (d *Detector) arriveOthers(s *Session, k *keys) {
 type finished struct {
 	earlier    copyRec // the latest earlier copy within the window; start 0 if none
 	inserted   bool    // the session had no entry: Begin was not called, or it was evicted
+	repeat     bool    // another copy (the same DNS ID) arrived within the window, before or after it
 	retriedTCP bool    // a TCP copy arrived since this one did
 }
 
@@ -81,6 +96,9 @@ func (d *Detector) finish(s *Session, k *keys) (f finished) {
 		e := &sh.ent[i]
 		if sh.at[i] == 0 || sh.tag[i] != k.retx || !e.is(&k.ip, k.name, s.DNSID, s.Qtype, s.Qclass) {
 			continue
+		}
+		if e.id != s.ID && e.within(start, d.retxWindow) {
+			f.repeat = true
 		}
 		switch {
 		case e.id == s.ID:
