@@ -11,6 +11,7 @@ import (
 	"github.com/coredns/coredns/request"
 	"github.com/dnsdiag/dnsdiag/plugin/hints"
 	"github.com/miekg/dns"
+	ot "github.com/opentracing/opentracing-go"
 )
 
 // Dnsdiag correlates a query's client and forwarder legs into one session.
@@ -55,9 +56,22 @@ func (d *Dnsdiag) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 	ctx = withSession(ctx, &q.ctx, s.id, d.hasForwards.Load())
 	defer d.finish(ctx, s)
 
-	rcode, err := plugin.NextOrFailure(d.Name(), d.Next, ctx, &q.rw, r)
+	rcode, err := d.serveNext(ctx, &q.rw, r)
 	s.returned, s.chainRcode, s.err = true, rcode, err
 	return rcode, err
+}
+
+// serveNext is plugin.NextOrFailure without its allocation: NextOrFailure
+// wraps the writer in one more to note which plugin wrote the response, and
+// dnsdiag's writer, allocated anyway, does that itself (responseWriter.track).
+// With a trace span in the context the span's child is NextOrFailure's to
+// make, so it is called as is.
+func (d *Dnsdiag) serveNext(ctx context.Context, w *responseWriter, r *dns.Msg) (int, error) {
+	if d.Next == nil || ot.SpanFromContext(ctx) != nil {
+		return plugin.NextOrFailure(d.Name(), d.Next, ctx, w, r)
+	}
+	w.next = d.Next.Name()
+	return d.Next.ServeDNS(ctx, w, r)
 }
 
 // clientQuery is what the plugins below see of a client session: its writer and,

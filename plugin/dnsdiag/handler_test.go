@@ -241,3 +241,61 @@ func TestLegLimitMarksSampleLoss(t *testing.T) {
 		t.Errorf("Status %s with %d legs, want SampleLoss with %d", l.Status, len(l.Messages), maxLegs)
 	}
 }
+
+// trackingWriter is a writer that tracks which plugin wrote the response,
+// as the prometheus plugin's recorder does.
+type trackingWriter struct {
+	test.ResponseWriter
+	plugin string
+}
+
+func (w *trackingWriter) SetPlugin(name string) { w.plugin = name }
+func (w *trackingWriter) GetPlugin() string     { return w.plugin }
+
+// namedAnswer is answer(NOERROR) under a plugin name.
+type namedAnswer struct{}
+
+func (namedAnswer) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	return answer(dns.RcodeSuccess)(ctx, w, r)
+}
+func (namedAnswer) Name() string { return "named" }
+
+// TestServeNextTracksPlugin: dnsdiag calls the next plugin without
+// plugin.NextOrFailure's wrapper, so its own writer must tell a tracking
+// writer below what that wrapper would have: the next plugin's name.
+func TestServeNextTracksPlugin(t *testing.T) {
+	var via trackingWriter
+	plugin.NextOrFailure("x", namedAnswer{}, context.Background(), &via, query("example.org", dns.TypeA))
+	d := newTestDiag(t, "dnsdiag", namedAnswer{})
+	var w trackingWriter
+	if _, err := d.ServeDNS(context.Background(), &w, query("example.org", dns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+	if w.plugin != via.plugin || w.plugin != "named" {
+		t.Errorf("the tracker below dnsdiag saw plugin %q, through plugin.NextOrFailure %q; want both %q", w.plugin, via.plugin, "named")
+	}
+}
+
+// TestUnloggedAllocs: an internal answer that is not logged costs dnsdiag
+// one allocation, its writer (which also carries the session id's context):
+// everything else a session needs is pooled or preallocated.
+func TestUnloggedAllocs(t *testing.T) {
+	next := benchFixed{}
+	d := newTestDiag(t, benchDefault, next)
+	w, r := newBenchWriter(), query("example.org", dns.TypeA)
+	ctx := context.Background()
+	logs := captureLog(t)
+	// A new DNS ID each time, or every query would be a retransmission.
+	serve := func(h plugin.Handler) func() {
+		return func() { r.Id++; h.ServeDNS(ctx, w, r) }
+	}
+	serve(d)() // the first session fills the pools
+	plain := testing.AllocsPerRun(200, serve(next))
+	with := testing.AllocsPerRun(200, serve(d))
+	if out := logs.String(); out != "" {
+		t.Fatalf("sessions were logged, the test measures unlogged ones:\n%.2000s", out)
+	}
+	if with-plain != 1 {
+		t.Errorf("dnsdiag adds %v allocations per unlogged internal answer (%v with, %v without), want 1", with-plain, with, plain)
+	}
+}

@@ -3,6 +3,7 @@ package dnsdiag
 import (
 	"time"
 
+	"github.com/coredns/coredns/plugin"
 	"github.com/miekg/dns"
 )
 
@@ -14,6 +15,23 @@ import (
 type responseWriter struct {
 	dns.ResponseWriter
 	id uint64
+	// next is the name of the plugin after dnsdiag when dnsdiag called it
+	// directly (see serveNext): the writer then does what CoreDNS's
+	// pluginWriter would have done for it.
+	next string
+}
+
+// track tells the writer below, if it tracks which plugin wrote the
+// response (plugin.PluginTracker, as the prometheus plugin's recorder
+// does), that the plugin after dnsdiag did: what plugin.NextOrFailure's
+// wrapper does on every write.
+func (w *responseWriter) track() {
+	if w.next == "" {
+		return
+	}
+	if t, ok := w.ResponseWriter.(plugin.PluginTracker); ok {
+		t.SetPlugin(w.next)
+	}
 }
 
 // WriteMsg implements dns.ResponseWriter. The detectors are told of the
@@ -22,6 +40,7 @@ type responseWriter struct {
 func (w *responseWriter) WriteMsg(m *dns.Msg) error {
 	now, tc := time.Now(), m.Truncated
 	sessions.answering(w.id, clientAnswer{at: now, rcode: m.Rcode, records: len(m.Answer), truncated: tc})
+	w.track()
 	err := w.ResponseWriter.WriteMsg(m)
 	if m.Truncated && !tc {
 		// The server's writer truncated an answer too big for UDP.
@@ -37,6 +56,7 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	now := time.Now()
 	c, _ := wireCounts(b)
 	sessions.answering(w.id, clientAnswer{at: now, rcode: wireRcode(b), records: c[1], truncated: wireTruncated(b)})
+	w.track()
 	n, err := w.ResponseWriter.Write(b)
 	w.record(leg{kind: legCR, at: now, raw: append([]byte(nil), b...), rcode: wireRcode(b), err: err})
 	return n, err
