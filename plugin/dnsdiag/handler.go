@@ -38,6 +38,7 @@ type Dnsdiag struct {
 
 // ServeDNS implements plugin.Handler.
 func (d *Dnsdiag) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	reserveStack()
 	s := newSession()
 	if !sessions.add(s, d.limits.inflight) {
 		s.recycle()
