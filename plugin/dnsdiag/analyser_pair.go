@@ -149,7 +149,7 @@ func (p *pairing) clientQuery(d *tap.Dnstap, m *tap.Message, req *dns.Msg, qk qu
 	}
 	s.req, s.start = req, tapQueryTime(m)
 	s.server = string(d.GetIdentity())
-	s.client = addrString(ck.client)
+	s.client = ck.client
 	s.proto = tapProto(m)
 	if s.proto == "dot" || s.proto == "doh" {
 		s.proto = "tcp" // as request.Proto says of the plugin's sessions
@@ -306,7 +306,7 @@ func (p *pairing) orphan(d *tap.Dnstap, m *tap.Message, l leg) {
 	s.start, s.end, s.server, s.lost = tapQueryTime(m), l.at, string(d.GetIdentity()), true
 	s.background = l.kind == legFR
 	if l.kind == legCR {
-		s.client, s.proto = addrString(tapAddrPort(m.GetQueryAddress(), m.GetQueryPort())), tapProto(m)
+		s.client, s.proto = tapAddrPort(m.GetQueryAddress(), m.GetQueryPort()), tapProto(m)
 	}
 	s.addLeg(l)
 	p.remove(p.tail)

@@ -81,10 +81,15 @@ func (w *benchWriter) RemoteAddr() net.Addr { return w.clients[w.client] }
 // is rendered and written rather than dropped, and waits for the last lines
 // before the timer stops: ns/op and allocs/op then include the writer's work.
 func benchServe(b *testing.B, h plugin.Handler, logs bool) {
+	// The standard logger as CoreDNS sets it: no flags, so the sink
+	// batches lines as it does in production.
+	flags := golog.Flags()
 	golog.SetOutput(io.Discard)
+	golog.SetFlags(0)
 	b.Cleanup(func() {
 		lines.flush(flushTimeout) // rate-limited lines still queued
 		golog.SetOutput(os.Stderr)
+		golog.SetFlags(flags)
 	})
 
 	ctx := context.Background()

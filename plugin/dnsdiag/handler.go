@@ -154,8 +154,8 @@ func (d *Dnsdiag) ready(m *serverMetrics, s *session) {
 	if !s.background && s.w != nil { // the analyser's sessions have no writer
 		state := request.Request{W: s.w, Req: s.req}
 		s.proto = state.Proto()
-		s.client = s.w.RemoteAddr().String()
-		s.local = s.w.LocalAddr().String()
+		s.client = addrPortOf(s.w.RemoteAddr())
+		s.local = addrPortOf(s.w.LocalAddr())
 	}
 	s.prepareLog()
 }

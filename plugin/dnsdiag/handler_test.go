@@ -299,3 +299,30 @@ func TestUnloggedAllocs(t *testing.T) {
 		t.Errorf("dnsdiag adds %v allocations per unlogged internal answer (%v with, %v without), want 1", with-plain, with, plain)
 	}
 }
+
+// otherAddr is a net.Addr of no type addrPortOf knows.
+type otherAddr string
+
+func (a otherAddr) Network() string { return "other" }
+func (a otherAddr) String() string  { return string(a) }
+
+// TestAddrPortOf: a session line's addresses, rendered from addrPortOf,
+// read as the writer's net.Addr String() does.
+func TestAddrPortOf(t *testing.T) {
+	for _, a := range []net.Addr{
+		&net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 53}, // 16-byte form
+		&net.UDPAddr{IP: net.IP{192, 0, 2, 7}, Port: 40000},
+		&net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 853},
+		&net.UDPAddr{IP: net.ParseIP("fe80::1"), Port: 5353, Zone: "eth0"},
+		otherAddr("127.0.0.1:8053"),
+	} {
+		if got := appendAddrField(nil, "A", addrPortOf(a)); string(got) != `,"A":"`+a.String()+`"` {
+			t.Errorf("%#v: rendered %s, want %q", a, got, a.String())
+		}
+	}
+	for _, a := range []net.Addr{nil, otherAddr("not an address")} {
+		if ap := addrPortOf(a); ap.IsValid() {
+			t.Errorf("addrPortOf(%#v) = %v, want invalid", a, ap)
+		}
+	}
+}

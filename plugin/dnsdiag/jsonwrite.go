@@ -11,8 +11,13 @@ import "unicode/utf8"
 // and replaces each byte of invalid UTF-8 with \ufffd, so the result is valid
 // JSON whatever s holds: DNS names and TXT strings can carry any bytes.
 func appendJSONString(b []byte, s string) []byte {
+	return append(appendJSONText(append(b, '"'), s), '"')
+}
+
+// appendJSONText appends s escaped as appendJSONString does, without the
+// quotes: for a string literal assembled from several parts.
+func appendJSONText(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
-	b = append(b, '"')
 	start := 0 // s[start:i] is pending text that needs no escaping
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -44,6 +49,5 @@ func appendJSONString(b []byte, s string) []byte {
 		i++
 		start = i
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return append(b, s[start:]...)
 }

@@ -1,6 +1,7 @@
 package dnsdiag
 
 import (
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -43,7 +44,7 @@ func appendLine(b []byte, s *session, at *lineLayout) []byte {
 	}
 	b = appendField(b, "Server", s.server)
 	if !s.background {
-		b = appendField(b, "Client", s.client)
+		b = appendAddrField(b, "Client", s.client)
 		b = appendField(b, "Protocol", s.proto)
 	}
 	b = appendField(b, "QName", v.question.Name)
@@ -75,7 +76,7 @@ func appendLine(b []byte, s *session, at *lineLayout) []byte {
 	if s.err != nil {
 		b = appendField(b, "Error", s.err.Error())
 	}
-	b = appendField(b, "Time", s.start.UTC().Format(time.RFC3339Nano))
+	b = appendTimeField(b, "Time", s.start)
 	b = append(b, `,"DurationMs":`...)
 	b = appendMs(b, s.end.Sub(s.start))
 
@@ -242,14 +243,14 @@ func (s *session) appendLeg(b []byte, l *leg, full bool) []byte {
 	case legFR:
 		b = appendJSONString(b, "FORWARDER_RESPONSE")
 	}
-	b = appendField(b, "Time", l.at.UTC().Format(time.RFC3339Nano))
+	b = appendTimeField(b, "Time", l.at)
 	if l.tap != nil {
-		b = appendField(b, "QueryAddress", addrString(tapAddrPort(l.tap.GetQueryAddress(), l.tap.GetQueryPort())))
-		b = appendField(b, "ResponseAddress", addrString(tapAddrPort(l.tap.GetResponseAddress(), l.tap.GetResponsePort())))
+		b = appendAddrField(b, "QueryAddress", tapAddrPort(l.tap.GetQueryAddress(), l.tap.GetQueryPort()))
+		b = appendAddrField(b, "ResponseAddress", tapAddrPort(l.tap.GetResponseAddress(), l.tap.GetResponsePort()))
 		b = appendField(b, "Protocol", tapProto(l.tap))
 	} else {
-		b = appendField(b, "QueryAddress", s.client)
-		b = appendField(b, "ResponseAddress", s.local)
+		b = appendAddrField(b, "QueryAddress", s.client)
+		b = appendAddrField(b, "ResponseAddress", s.local)
 		b = appendField(b, "Protocol", s.proto)
 	}
 	b = append(b, `,"Message":`...)
@@ -285,6 +286,27 @@ func appendField(b []byte, name, value string) []byte {
 	b = append(b, name...)
 	b = append(b, '"', ':')
 	return appendJSONString(b, value)
+}
+
+// appendTimeField appends t in UTC as RFC 3339 with nanoseconds, which has
+// nothing JSON must escape, without the string Format would allocate.
+func appendTimeField(b []byte, name string, t time.Time) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':', '"')
+	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
+
+// appendAddrField appends ap as addrString writes it, without the string.
+func appendAddrField(b []byte, name string, ap netip.AddrPort) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':', '"')
+	if ap.Addr().IsValid() {
+		b = ap.AppendTo(b)
+	}
+	return append(b, '"')
 }
 
 func appendRcode(b []byte, rcode int) []byte {

@@ -2,6 +2,8 @@ package dnsdiag
 
 import (
 	"errors"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -158,12 +160,65 @@ func appendRdata(b []byte, rr dns.RR) []byte {
 	case *dns.OPT, *dns.RFC3597:
 		return appendRdataHex(b, rr)
 	}
-	// RR.String() is the header followed by the RDATA, except for the
-	// pseudo-RRs, which do not start with the header.
+	if out, ok := appendRdataCommon(b, rr); ok {
+		return out
+	}
+	return appendRdataText(b, rr)
+}
+
+// appendRdataText appends the RDATA of any type from its presentation
+// format: RR.String() is the header followed by the RDATA, except for the
+// pseudo-RRs, which do not start with the header.
+func appendRdataText(b []byte, rr dns.RR) []byte {
 	if text, ok := strings.CutPrefix(rr.String(), rr.Header().String()); ok && text != "" {
 		return appendStringMember(b, "rdata"+dns.Type(rr.Header().Rrtype).String(), text)
 	}
 	return appendRdataHex(b, rr)
+}
+
+// appendRdataCommon appends the RDATA of the types answers mostly hold
+// exactly as appendRdata's String-based path writes it, without building
+// the record's whole presentation string (and the member name) to cut the
+// header off again: a logged line holds many records. It reports false for
+// the other types, and for addresses miekg/dns would print oddly.
+func appendRdataCommon(b []byte, rr dns.RR) ([]byte, bool) {
+	switch r := rr.(type) {
+	case *dns.A:
+		ip := r.A.To4()
+		if ip == nil {
+			return b, false
+		}
+		b = append(appendMember(b, "rdataA"), '"')
+		b = netip.AddrFrom4([4]byte(ip)).AppendTo(b)
+	case *dns.AAAA:
+		if len(r.AAAA) != net.IPv6len {
+			return b, false
+		}
+		b = append(appendMember(b, "rdataAAAA"), '"')
+		if ip := r.AAAA.To4(); ip != nil {
+			// miekg/dns writes an IPv4-mapped address in this form.
+			b = netip.AddrFrom4([4]byte(ip)).AppendTo(append(b, "::ffff:"...))
+		} else {
+			b = netip.AddrFrom16([16]byte(r.AAAA)).AppendTo(b)
+		}
+	case *dns.CNAME:
+		b = appendJSONText(append(appendMember(b, "rdataCNAME"), '"'), dns.Name(r.Target).String())
+	case *dns.NS:
+		b = appendJSONText(append(appendMember(b, "rdataNS"), '"'), dns.Name(r.Ns).String())
+	case *dns.PTR:
+		b = appendJSONText(append(appendMember(b, "rdataPTR"), '"'), dns.Name(r.Ptr).String())
+	case *dns.MX:
+		b = strconv.AppendUint(append(appendMember(b, "rdataMX"), '"'), uint64(r.Preference), 10)
+		b = appendJSONText(append(b, ' '), dns.Name(r.Mx).String())
+	case *dns.SRV:
+		b = strconv.AppendUint(append(appendMember(b, "rdataSRV"), '"'), uint64(r.Priority), 10)
+		b = strconv.AppendUint(append(b, ' '), uint64(r.Weight), 10)
+		b = strconv.AppendUint(append(b, ' '), uint64(r.Port), 10)
+		b = appendJSONText(append(b, ' '), dns.Name(r.Target).String())
+	default:
+		return b, false
+	}
+	return append(b, '"'), true
 }
 
 // appendRdataHex appends "RDATAHEX" with the RDATA of rr packed to wire
@@ -199,13 +254,15 @@ func className(c uint16) string {
 }
 
 // appendMember appends the member name and colon, preceded by a comma unless
-// it is the first member of the object.
+// it is the first member of the object. Member names are RFC 8427's and
+// "rdata" with a type mnemonic: letters and digits, nothing to escape.
 func appendMember(b []byte, name string) []byte {
 	if b[len(b)-1] != '{' {
 		b = append(b, ',')
 	}
-	b = appendJSONString(b, name)
-	return append(b, ':')
+	b = append(b, '"')
+	b = append(b, name...)
+	return append(b, '"', ':')
 }
 
 func appendUintMember(b []byte, name string, v uint64) []byte {

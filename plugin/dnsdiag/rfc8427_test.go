@@ -377,3 +377,59 @@ func FuzzRawMsgJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestRdataCommonMatchesText: the fast path for common types writes exactly
+// what the path through RR.String() writes, for random records, names that
+// need escaping and odd address lengths included.
+func TestRdataCommonMatchesText(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	names := []string{".", "example.org.", "a.b.c.", `we\.ird.`, `sp\032ace.example.`, "\\\"q.", `\200\201.x.`, "x\\\\y.", "UPPER.Case."}
+	name := func() string { return names[rng.IntN(len(names))] }
+	ip := func(n int) net.IP {
+		b := make(net.IP, n)
+		for i := range b {
+			b[i] = byte(rng.IntN(256))
+		}
+		if n == 16 && rng.IntN(4) == 0 { // IPv4-mapped
+			copy(b, net.IPv4(b[12], b[13], b[14], b[15]))
+		}
+		if n == 16 && rng.IntN(4) == 0 { // runs of zeros
+			clear(b[rng.IntN(8):rng.IntN(8)+8])
+		}
+		return b
+	}
+	h := func(t uint16) dns.RR_Header {
+		return dns.RR_Header{Name: name(), Rrtype: t, Class: dns.ClassINET, Ttl: 30}
+	}
+	common := 0
+	for range 3000 {
+		var rr dns.RR
+		switch rng.IntN(7) {
+		case 0:
+			rr = &dns.A{Hdr: h(dns.TypeA), A: ip([]int{4, 16, 16, 3}[rng.IntN(4)])}
+		case 1:
+			rr = &dns.AAAA{Hdr: h(dns.TypeAAAA), AAAA: ip([]int{16, 16, 4}[rng.IntN(3)])}
+		case 2:
+			rr = &dns.CNAME{Hdr: h(dns.TypeCNAME), Target: name()}
+		case 3:
+			rr = &dns.NS{Hdr: h(dns.TypeNS), Ns: name()}
+		case 4:
+			rr = &dns.PTR{Hdr: h(dns.TypePTR), Ptr: name()}
+		case 5:
+			rr = &dns.MX{Hdr: h(dns.TypeMX), Preference: uint16(rng.IntN(65536)), Mx: name()}
+		case 6:
+			rr = &dns.SRV{Hdr: h(dns.TypeSRV), Priority: uint16(rng.IntN(65536)), Weight: uint16(rng.IntN(65536)), Port: uint16(rng.IntN(65536)), Target: name()}
+		}
+		fast, ok := appendRdataCommon([]byte("{"), rr)
+		if !ok {
+			continue
+		}
+		common++
+		if slow := appendRdataText([]byte("{"), rr); string(fast) != string(slow) {
+			t.Errorf("%s:\nfast %s\ntext %s", rr, fast, slow)
+		}
+	}
+	if common < 2000 {
+		t.Errorf("only %d of 3000 records took the fast path", common)
+	}
+}

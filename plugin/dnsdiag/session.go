@@ -102,7 +102,8 @@ type session struct {
 	full                         bool           // Messages carry whole DNS messages, not only headers
 	maxLine                      int            // the policy's maxLine
 	metrics                      *serverMetrics // the server the line is counted under
-	server, client, local, proto string
+	server, proto                string
+	client, local                netip.AddrPort // invalid when unknown
 
 	// ambiguous: the analyser could as well have paired a leg with another
 	// session (the same question from two clients at once).

@@ -2,6 +2,7 @@ package dnsdiag
 
 import (
 	"encoding/binary"
+	"net"
 	"net/netip"
 )
 
@@ -51,6 +52,24 @@ func wireCounts(b []byte) (counts [4]int, ok bool) {
 func tapAddrPort(ip []byte, port uint32) netip.AddrPort {
 	a, _ := netip.AddrFromSlice(ip)
 	return netip.AddrPortFrom(a.Unmap(), uint16(port))
+}
+
+// addrPortOf is a's address and port, as net.Addr's String would write
+// them (an IPv4 address as such, not IPv4-mapped); invalid for an address
+// that is neither UDP nor TCP nor parses as ip:port.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	case nil:
+		return ap
+	default:
+		ap, _ = netip.ParseAddrPort(a.String())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // addrString is ap as ip:port, "" when it has no valid address: every
