@@ -394,7 +394,7 @@ func TestRdataCommonMatchesText(t *testing.T) {
 			copy(b, net.IPv4(b[12], b[13], b[14], b[15]))
 		}
 		if n == 16 && rng.IntN(4) == 0 { // runs of zeros
-			clear(b[rng.IntN(8):rng.IntN(8)+8])
+			clear(b[rng.IntN(8) : rng.IntN(8)+8])
 		}
 		return b
 	}

@@ -98,12 +98,12 @@ type session struct {
 
 	// What the line needs besides the legs, set only for sessions that are
 	// logged (see conclude and finish).
-	ready                        bool           // ready has run
-	full                         bool           // Messages carry whole DNS messages, not only headers
-	maxLine                      int            // the policy's maxLine
-	metrics                      *serverMetrics // the server the line is counted under
-	server, proto                string
-	client, local                netip.AddrPort // invalid when unknown
+	ready         bool           // ready has run
+	full          bool           // Messages carry whole DNS messages, not only headers
+	maxLine       int            // the policy's maxLine
+	metrics       *serverMetrics // the server the line is counted under
+	server, proto string
+	client, local netip.AddrPort // invalid when unknown
 
 	// ambiguous: the analyser could as well have paired a leg with another
 	// session (the same question from two clients at once).
