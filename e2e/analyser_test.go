@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	binenc "encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -73,31 +72,10 @@ func startAnalyser(t *testing.T, args ...string) (s *Server, tapPort, metricsPor
 	bin := analyserBinary(t)
 	for attempt := 0; attempt < 3; attempt++ {
 		tapPort, metricsPort = freePort(t), freePort(t)
-		s = &Server{t: t, dir: t.TempDir(), ports: map[string]int{}, out: &output{}, exited: make(chan struct{})}
+		s = newServer(t)
 		s.conf = filepath.Join(s.dir, "none")
-		all := append([]string{"-listen", "tcp://127.0.0.1:" + strconv.Itoa(tapPort),
-			"-metrics", "127.0.0.1:" + strconv.Itoa(metricsPort)}, args...)
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.cmd = exec.Command(bin, all...)
-		s.cmd.Stdout, s.cmd.Stderr = w, w
-		if err := s.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		w.Close()
-		go func() {
-			eachLine(bufio.NewReader(r), s.out.add)
-			r.Close()
-			s.out.mu.Lock()
-			s.out.eof = true
-			s.out.mu.Unlock()
-		}()
-		go func() {
-			s.exitErr = s.cmd.Wait()
-			close(s.exited)
-		}()
+		s.start(bin, "", append([]string{"-listen", "tcp://127.0.0.1:" + strconv.Itoa(tapPort),
+			"-metrics", "127.0.0.1:" + strconv.Itoa(metricsPort)}, args...)...)
 		deadline := time.Now().Add(10 * time.Second)
 		for s.count("analyser: listening on") < 1 && time.Now().Before(deadline) {
 			select {
@@ -153,20 +131,7 @@ var analyserScenarios = []struct {
 	{"REFUSED", forwardCorefile("{{DIAG}}", "acl refused.test {\n        block\n    }", ""), []analyserQuery{
 		{"udp", "x.refused.test", dns.TypeA, qTimeout, "Failed", 3},
 	}},
-	{"SilentUpstream", `
-.:{{PORT}} {
-    bind 127.0.0.1
-    {{DIAG}}
-    cache 30
-    forward . 127.0.0.1:{{UP}}
-}
-.:{{UP}} {
-    bind 127.0.0.1
-    erratic {
-        drop 1
-    }
-}
-`, []analyserQuery{
+	{"SilentUpstream", silentCorefile("{{DIAG}}"), []analyserQuery{
 		{"udp", "silent.test", dns.TypeA, 10 * time.Second, "Failed", 5},
 		{"udp", "silent.test", dns.TypeA, qTimeout, "Failed", 3},
 	}},

@@ -235,15 +235,30 @@ func Start(t *testing.T, corefile string, ports map[string]int) *Server {
 // launch starts the process without waiting for it to serve.
 func launch(t *testing.T, corefile string, ports map[string]int) *Server {
 	t.Helper()
-	s := &Server{t: t, dir: t.TempDir(), ports: map[string]int{}, out: &output{}, exited: make(chan struct{})}
+	s := newServer(t)
 	for k, v := range ports {
 		s.ports[k] = v
 	}
 	s.conf = filepath.Join(s.dir, "Corefile")
 	s.WriteCorefile(corefile)
+	s.start(binary, s.dir, "-conf", s.conf)
+	t.Cleanup(func() { s.cleanup() })
+	return s
+}
 
+// newServer is a Server whose process is not started yet, with a temporary
+// directory of its own.
+func newServer(t *testing.T) *Server {
+	return &Server{t: t, dir: t.TempDir(), ports: map[string]int{}, out: &output{}, exited: make(chan struct{})}
+}
+
+// start runs bin with args in dir (the test's own directory if dir is ""),
+// collects what it writes on stdout and stderr into s's output until the
+// pipe ends, and records its exit in s.exitErr and s.exited.
+func (s *Server) start(bin, dir string, args ...string) {
+	s.t.Helper()
 	var r *os.File
-	s.cmd, r = spawn(t, s.conf)
+	s.cmd, r = spawn(s.t, bin, dir, args...)
 	go func() {
 		eachLine(bufio.NewReader(r), s.out.add)
 		r.Close()
@@ -255,23 +270,21 @@ func launch(t *testing.T, corefile string, ports map[string]int) *Server {
 		s.exitErr = s.cmd.Wait()
 		close(s.exited)
 	}()
-	t.Cleanup(func() { s.cleanup() })
-	return s
 }
 
-// spawn starts the binary on the Corefile conf, in conf's directory, with
-// its stdout and stderr on a pipe, and returns the pipe's read end.
-func spawn(t testing.TB, conf string) (*exec.Cmd, *os.File) {
+// spawn starts bin with args in dir (the test's own directory if dir is
+// ""), with its stdout and stderr on a pipe, and returns the pipe's read end.
+func spawn(t testing.TB, bin, dir string, args ...string) (*exec.Cmd, *os.File) {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "-conf", conf)
-	cmd.Dir = filepath.Dir(conf)
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", binary, err)
+		t.Fatalf("start %s: %v", bin, err)
 	}
 	w.Close()
 	return cmd, r

@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,30 +19,10 @@ import (
 func StartArgs(t *testing.T, corefile string, args ...string) *Server {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
-		s := &Server{t: t, dir: t.TempDir(), ports: map[string]int{}, out: &output{}, exited: make(chan struct{})}
+		s := newServer(t)
 		s.conf = filepath.Join(s.dir, "Corefile")
 		s.WriteCorefile(corefile)
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.cmd = exec.Command(binary, append([]string{"-conf", s.conf}, args...)...)
-		s.cmd.Dir, s.cmd.Stdout, s.cmd.Stderr = s.dir, w, w
-		if err := s.cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", binary, err)
-		}
-		w.Close()
-		go func() {
-			eachLine(bufio.NewReader(r), s.out.add)
-			r.Close()
-			s.out.mu.Lock()
-			s.out.eof = true
-			s.out.mu.Unlock()
-		}()
-		go func() {
-			s.exitErr = s.cmd.Wait()
-			close(s.exited)
-		}()
+		s.start(binary, s.dir, append([]string{"-conf", s.conf}, args...)...)
 		t.Cleanup(s.cleanup)
 
 		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {

@@ -203,18 +203,22 @@ func promDnsdiag(ss []promSample) string {
 
 // ---------------------------------------------------------------------------
 
-var mtCorefile = `
+// mtDNSBlock is the client-facing block {{DNS}} of the metrics and
+// monitoring tests: prometheus on {{PROM}}, dnsdiag, an acl that drops
+// drop.test, a cache, and forward to {{UP}}.
+const mtDNSBlock = `
 .:{{DNS}} {
-	bind 127.0.0.1
-	prometheus 127.0.0.1:{{PROM}}
-	dnsdiag
-	acl drop.test {
-		drop
-	}
-	cache
-	forward . 127.0.0.1:{{UP}}
-}
-` + richUpstream
+    bind 127.0.0.1
+    prometheus 127.0.0.1:{{PROM}}
+    dnsdiag
+    acl drop.test {
+        drop
+    }
+    cache
+    forward . 127.0.0.1:{{UP}}
+}`
+
+var mtCorefile = mtDNSBlock + richUpstream
 
 // TestMetricsExactCounts drives a known mix of traffic through
 // dnsdiag + acl + cache + forward and checks every coredns_dnsdiag_* series

@@ -36,17 +36,7 @@ import (
 // sessions leaves DNS's counts alone), and their upstream {{UP}} in the same
 // process: ok.test answers, nx.test NXDOMAIN, fail.test SERVFAIL, and
 // silent.test is dropped, so forward gets no answer.
-var monCorefile = `
-.:{{DNS}} {
-    bind 127.0.0.1
-    prometheus 127.0.0.1:{{PROM}}
-    dnsdiag
-    acl drop.test {
-        drop
-    }
-    cache
-    forward . 127.0.0.1:{{UP}}
-}
+var monCorefile = mtDNSBlock + `
 .:{{RETX}} {
     bind 127.0.0.1
     prometheus 127.0.0.1:{{PROM}}

@@ -457,7 +457,7 @@ func ovStart(t *testing.T, corefile string) *ovProc {
 	conf := filepath.Join(t.TempDir(), "Corefile")
 	text := writeCorefile(t, conf, corefile, p.ports)
 	var r *os.File
-	p.cmd, r = spawn(t, conf)
+	p.cmd, r = spawn(t, binary, filepath.Dir(conf), "-conf", conf)
 	p.out = newOvOutput(r)
 	exited := make(chan struct{})
 	go func() { _ = p.cmd.Wait(); close(exited) }()

@@ -50,6 +50,28 @@ const rpSlack = 300 * time.Millisecond
 // rpDiag is the dnsdiag block of every Corefile here.
 var rpDiag = fmt.Sprintf("dnsdiag {\n        report %s\n    }", rpWindow)
 
+// rpCorefile is the Corefile of every test here: one server block on
+// 127.0.0.1 with dnsdiag reporting every rpWindow and prometheus, then
+// plugins (each line indented by four spaces, after a newline).
+func rpCorefile(plugins string) string {
+	return `
+.:{{DNS}} {
+    bind 127.0.0.1
+    ` + rpDiag + `
+    prometheus 127.0.0.1:{{METRICS}}` + plugins + `
+}
+`
+}
+
+// rpTemplateA is a template block, for rpCorefile, that answers every A
+// query under zone with addr.
+func rpTemplateA(zone, addr string) string {
+	return `
+    template IN A ` + zone + ` {
+        answer "{{ .Name }} 60 IN A ` + addr + `"
+    }`
+}
+
 // rpLine is one report line.
 type rpLine struct {
 	report.Report
@@ -138,6 +160,23 @@ func rpWaitReports(t *testing.T, s *Server, desc string, timeout time.Duration, 
 // late on a busy machine.
 func rpSettle(last time.Time) {
 	time.Sleep(time.Until(last.Add(2*rpWindow + rpSlack)))
+}
+
+// rpVerdicts is s's report lines, once the windows have settled: it fails
+// the test at once if there is none (why, formatted with args, says what
+// should have made one), logs each, and checks that each says exactly code.
+// The caller checks each line's figures.
+func rpVerdicts(t *testing.T, s *Server, code, why string, args ...any) []rpLine {
+	t.Helper()
+	ls := rpReports(t, s)
+	if len(ls) == 0 {
+		t.Fatalf("no report line %s; output:\n%s", fmt.Sprintf(why, args...), s.tail(40))
+	}
+	for _, l := range ls {
+		t.Logf("report: %.600s", l.Raw)
+		rpCheckCodes(t, l, code)
+	}
+	return ls
 }
 
 // rpCheckCodes fails the test unless l's verdicts are exactly want.
@@ -537,23 +576,14 @@ func rpHostsFile(t *testing.T) string {
 func TestReportUpstreamFailing(t *testing.T) {
 	t.Parallel()
 	silentPort, received := rpSilentUpstream(t)
-	s := Start(t, fmt.Sprintf(`
-.:{{DNS}} {
-    bind 127.0.0.1
-    %s
-    prometheus 127.0.0.1:{{METRICS}}
-    template IN A tpl.internal.test {
-        answer "{{ .Name }} 60 IN A 192.0.2.20"
-    }
-    hosts %s internal.test
+	s := Start(t, rpCorefile(rpTemplateA("tpl.internal.test", "192.0.2.20")+`
+    hosts `+rpHostsFile(t)+` internal.test
     forward ok.test 127.0.0.1:{{UP}}
     forward silent.test 127.0.0.1:{{SILENT}} {
         max_connect_attempts 1
         read_timeout 300ms
         max_fails 0
-    }
-}
-`, rpDiag, rpHostsFile(t))+richUpstream, map[string]int{"SILENT": silentPort})
+    }`)+richUpstream, map[string]int{"SILENT": silentPort})
 	dnsAddr, silent, good := s.Addr("DNS"), s.Addr("SILENT"), s.Addr("UP")
 	const readTimeout = 300 * time.Millisecond
 
@@ -592,18 +622,13 @@ func TestReportUpstreamFailing(t *testing.T) {
 		wg.Wait()
 	})
 	rpSettle(led.last())
-	ls := rpReports(t, s)
 	if got, want := int(received.Load()), led.total("bad"); got != want {
 		t.Fatalf("the silent upstream received %d queries for %d sent: forward's attempts are not one per query", got, want)
 	}
-	if len(ls) == 0 {
-		t.Fatalf("no report line in %.1f s of %d failing forwarded queries; output:\n%s", 4.5, led.total("bad"), s.tail(40))
-	}
+	ls := rpVerdicts(t, s, report.CodeUpstreamFailing, "in %.1f s of %d failing forwarded queries", 4.5, led.total("bad"))
 
 	var failedSum uint64
 	for _, l := range ls {
-		t.Logf("report: %.600s", l.Raw)
-		rpCheckCodes(t, l, report.CodeUpstreamFailing)
 		if l.Internal.Failed != 0 || l.Internal.FailureShare != 0 {
 			t.Errorf("internal failures %d (share %v), want none\nline: %s", l.Internal.Failed, l.Internal.FailureShare, l.Raw)
 		}
@@ -695,16 +720,7 @@ func TestReportUpstreamFailing(t *testing.T) {
 //
 // Not parallel: the flood takes both cores for up to 1.5 s.
 func TestReportSocketDrops(t *testing.T) {
-	s := Start(t, `
-.:{{DNS}} {
-    bind 127.0.0.1
-    `+rpDiag+`
-    prometheus 127.0.0.1:{{METRICS}}
-    template IN A flood.test {
-        answer "{{ .Name }} 60 IN A 192.0.2.40"
-    }
-}
-`, nil)
+	s := Start(t, rpCorefile(rpTemplateA("flood.test", "192.0.2.40")), nil)
 	pid := s.cmd.Process.Pid
 	rpPin(t, pid, "0")
 	listeners := rpUDPSockets(t, pid, s.Port("DNS"))
@@ -748,11 +764,9 @@ func TestReportSocketDrops(t *testing.T) {
 	}
 	rpCheckPinned(t, pid, "0")
 
-	ls := rpReports(t, s)
+	ls := rpVerdicts(t, s, report.CodeOverloaded, "though the kernel dropped %d datagrams on coredns's socket", drops)
 	var sum uint64
 	for _, l := range ls {
-		t.Logf("report: %.600s", l.Raw)
-		rpCheckCodes(t, l, report.CodeOverloaded)
 		if l.Sockets == nil {
 			t.Errorf("no Sockets figure\nline: %s", l.Raw)
 			continue
@@ -826,16 +840,7 @@ const rpCgroupRoot = "/sys/fs/cgroup/cpu"
 // metrics show the same cgroup. The cgroup is removed when the test ends.
 func TestReportThrottled(t *testing.T) {
 	t.Parallel()
-	s := Start(t, `
-.:{{DNS}} {
-    bind 127.0.0.1
-    `+rpDiag+`
-    prometheus 127.0.0.1:{{METRICS}}
-    template IN A cpu.test {
-        answer "{{ .Name }} 60 IN A 192.0.2.50"
-    }
-}
-`, nil)
+	s := Start(t, rpCorefile(rpTemplateA("cpu.test", "192.0.2.50")), nil)
 	dir := rpCgroup(t, s, 10000, 100000)
 	sampler := newRPSampler(t, 20*time.Millisecond, func() ([]uint64, error) { return rpCPUStat(dir) })
 
@@ -866,13 +871,8 @@ func TestReportThrottled(t *testing.T) {
 		t.Fatalf("the cgroup was never throttled: the load did not exceed 0.1 cores")
 	}
 
-	ls := rpReports(t, s)
-	if len(ls) == 0 {
-		t.Fatalf("no report line though %s was throttled in %d periods; output:\n%s", dir, stat[1], s.tail(40))
-	}
+	ls := rpVerdicts(t, s, report.CodeOverloaded, "though %s was throttled in %d periods", dir, stat[1])
 	for _, l := range ls {
-		t.Logf("report: %.600s", l.Raw)
-		rpCheckCodes(t, l, report.CodeOverloaded)
 		c := l.CPU
 		if c == nil {
 			t.Errorf("no CPU figures\nline: %s", l.Raw)
@@ -1020,16 +1020,7 @@ func rpCPUStat(dir string) ([]uint64, error) {
 // same port, and the earlier answer's rcode.
 func TestReportAnswersLost(t *testing.T) {
 	t.Parallel()
-	s := Start(t, `
-.:{{DNS}} {
-    bind 127.0.0.1
-    `+rpDiag+`
-    prometheus 127.0.0.1:{{METRICS}}
-    template IN A lost.test {
-        answer "{{ .Name }} 60 IN A 192.0.2.60"
-    }
-}
-`, nil)
+	s := Start(t, rpCorefile(rpTemplateA("lost.test", "192.0.2.60")), nil)
 	const names, resends = 10, 3
 	c := newRPConn(t, s.Addr("DNS"))
 	led := newRPLedger()
@@ -1050,14 +1041,9 @@ func TestReportAnswersLost(t *testing.T) {
 	// the other half of an A/AAAA pair, and its session is released by a
 	// 250 ms ticker: counted up to about 300 ms after its answer.
 	const heldSlack = rpSlack + 300*time.Millisecond
-	ls := rpReports(t, s)
-	if len(ls) == 0 {
-		t.Fatalf("no report line after %d retransmissions of answered queries; output:\n%s", names*resends, s.tail(40))
-	}
+	ls := rpVerdicts(t, s, report.CodeAnswersLost, "after %d retransmissions of answered queries", names*resends)
 	var sum uint64
 	for _, l := range ls {
-		t.Logf("report: %.600s", l.Raw)
-		rpCheckCodes(t, l, report.CodeAnswersLost)
 		n := l.Hints["retransmit_after_answer"]
 		lo, hi := led.count(l, heldSlack, "copy")
 		rpIn(t, l, "Hints[retransmit_after_answer]", n, max(lo, 10), hi)
@@ -1113,20 +1099,11 @@ func TestReportAnswersLost(t *testing.T) {
 // candidates (all three of each walk) and share.
 func TestReportSearchPath(t *testing.T) {
 	t.Parallel()
-	s := Start(t, `
-.:{{DNS}} {
-    bind 127.0.0.1
-    `+rpDiag+`
-    prometheus 127.0.0.1:{{METRICS}}
+	s := Start(t, rpCorefile(`
     template IN ANY cluster.local {
         rcode NXDOMAIN
         authority "cluster.local. 60 IN SOA ns.cluster.local. host.cluster.local. 1 60 60 60 60"
-    }
-    template IN A walk.test {
-        answer "{{ .Name }} 60 IN A 192.0.2.70"
-    }
-}
-`, nil)
+    }`+rpTemplateA("walk.test", "192.0.2.70")), nil)
 	// Four sockets of the one client address walk at once, each a walk
 	// every 40 ms at most, for 5 s: enough sessions per window even when
 	// the machine serves each query slowly.
@@ -1158,13 +1135,7 @@ func TestReportSearchPath(t *testing.T) {
 	}
 	wg.Wait()
 	rpSettle(led.last())
-	ls := rpReports(t, s)
-	if len(ls) == 0 {
-		t.Fatalf("no report line after %d search walks; output:\n%s", walks.Load(), s.tail(40))
-	}
-	for _, l := range ls {
-		t.Logf("report: %.600s", l.Raw)
-		rpCheckCodes(t, l, report.CodeSearchPath)
+	for _, l := range rpVerdicts(t, s, report.CodeSearchPath, "after %d search walks", walks.Load()) {
 		lo, hi := led.count(l, rpSlack, "candidate", "final")
 		rpIn(t, l, "Sessions", l.Sessions, max(lo, 100), hi)
 		// A walk's candidates are counted with its final query.
@@ -1199,21 +1170,12 @@ func TestReportSearchPath(t *testing.T) {
 // say internal_failing.
 func TestReportHealthy(t *testing.T) {
 	t.Parallel()
-	s := Start(t, fmt.Sprintf(`
-.:{{DNS}} {
-    bind 127.0.0.1
-    %s
-    prometheus 127.0.0.1:{{METRICS}}
-    template IN A tpl.internal.test {
-        answer "{{ .Name }} 60 IN A 192.0.2.20"
-    }
+	s := Start(t, rpCorefile(rpTemplateA("tpl.internal.test", "192.0.2.20")+`
     template IN A fail.internal.test {
         rcode SERVFAIL
     }
-    hosts %s internal.test
-    forward ok.test 127.0.0.1:{{UP}}
-}
-`, rpDiag, rpHostsFile(t))+richUpstream, nil)
+    hosts `+rpHostsFile(t)+` internal.test
+    forward ok.test 127.0.0.1:{{UP}}`)+richUpstream, nil)
 	dnsAddr := s.Addr("DNS")
 	names := func(i int) string {
 		return []string{"h1.internal.test", fmt.Sprintf("q%d.tpl.internal.test", i), fmt.Sprintf("q%d.ok.test", i)}[i%3]
@@ -1249,9 +1211,7 @@ func TestReportHealthy(t *testing.T) {
 	})
 	rpWaitReports(t, s, "internal_failing after 30 internal SERVFAILs", 3*rpWindow, func(ls []rpLine) bool { return len(ls) > 0 })
 	rpSettle(led.last())
-	for _, l := range rpReports(t, s) {
-		t.Logf("report: %.600s", l.Raw)
-		rpCheckCodes(t, l, report.CodeInternalFailing)
+	for _, l := range rpVerdicts(t, s, report.CodeInternalFailing, "after 30 internal SERVFAILs") {
 		lo, hi := led.count(l, rpSlack, "fail")
 		rpIn(t, l, "Internal.Failed", l.Internal.Failed, max(lo, 10), hi)
 		if l.External.Failed != 0 || l.Internal.FailedCachedUpstream != 0 {

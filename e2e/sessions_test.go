@@ -42,6 +42,25 @@ func forwardCorefile(dnsdiag, extra, forwardOpts string) string {
 ` + richUpstream
 }
 
+// silentCorefile is a client-facing block on {{PORT}} with dnsdiag and a
+// cache, forwarding to an upstream block on {{UP}} that never answers.
+func silentCorefile(dnsdiag string) string {
+	return `
+.:{{PORT}} {
+    bind 127.0.0.1
+    ` + dnsdiag + `
+    cache 30
+    forward . 127.0.0.1:{{UP}}
+}
+.:{{UP}} {
+    bind 127.0.0.1
+    erratic {
+        drop 1
+    }
+}
+`
+}
+
 const logAll = "dnsdiag {\n        log all\n    }"
 
 // logAllUnlimited logs every session without the default rate limit (20
@@ -176,20 +195,7 @@ func TestSessionUpstreamSERVFAIL(t *testing.T) {
 // within the cache's servfail TTL is answered from the cache.
 func TestSessionUpstreamSilent(t *testing.T) {
 	t.Parallel()
-	s := Start(t, `
-.:{{PORT}} {
-    bind 127.0.0.1
-    `+logAll+`
-    cache 30
-    forward . 127.0.0.1:{{UP}}
-}
-.:{{UP}} {
-    bind 127.0.0.1
-    erratic {
-        drop 1
-    }
-}
-`, nil)
+	s := Start(t, silentCorefile(logAll), nil)
 	start := time.Now()
 	r := Query(t, "udp", s.Addr("PORT"), "silent.test", dns.TypeA, 10*time.Second)
 	r.MustAnswer(t, dns.RcodeServerFailure)

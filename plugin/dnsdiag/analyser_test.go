@@ -88,6 +88,40 @@ const (
 	fr = tap.Message_FORWARDER_RESPONSE
 )
 
+// legMsg is what a leg of typ carries: q for a query, r for a response.
+func legMsg(typ tap.Message_Type, q, r *dns.Msg) *dns.Msg {
+	if typ == cr || typ == fr {
+		return r
+	}
+	return q
+}
+
+// tapFeed hands a pairing dnstap messages (tapMsg) that all arrive at now.
+type tapFeed struct {
+	t   testing.TB
+	p   *pairing
+	now time.Time
+}
+
+// newTapFeed captures the log (captureLog) of a newTestAnalyser(t, cfg),
+// and returns it with a tapFeed to the analyser's pairing, arriving now,
+// and the pairing's shed count.
+func newTapFeed(t testing.TB, cfg AnalyserConfig) (*logCapture, tapFeed, *uint64) {
+	t.Helper()
+	logs := captureLog(t)
+	p, shed := newTestAnalyser(t, cfg)
+	return logs, tapFeed{t, p, time.Now()}, shed
+}
+
+// legs hands the pairing the legs typs of one exchange, tapped for client
+// with query time at.
+func (f tapFeed) legs(client netip.AddrPort, at time.Time, q, r *dns.Msg, typs ...tap.Message_Type) {
+	f.t.Helper()
+	for _, typ := range typs {
+		f.p.add(tapMsg(f.t, typ, legMsg(typ, q, r), client, at), f.now)
+	}
+}
+
 func TestAnalyserPairsEachLegOrder(t *testing.T) {
 	now := time.Now()
 	q, r := exchange("a.example.", 7, dns.RcodeSuccess)
@@ -145,12 +179,10 @@ func TestAnalyserPairsEachLegOrder(t *testing.T) {
 
 // A forwarder query with no client session waiting is a background one.
 func TestAnalyserBackground(t *testing.T) {
-	logs := captureLog(t)
-	p, _ := newTestAnalyser(t, AnalyserConfig{})
-	now := time.Now()
+	logs, f, _ := newTapFeed(t, AnalyserConfig{})
+	now := f.now
 	q, r := exchange("pre.example.", 9, dns.RcodeSuccess)
-	p.add(tapMsg(t, fq, q, tapClient1, now), now)
-	p.add(tapMsg(t, fr, r, tapClient1, now), now)
+	f.legs(tapClient1, now, q, r, fq, fr)
 	l := logs.oneLine(t)
 	if !l.Background || l.Status != "Succeeded" || l.BitMap != 12 {
 		t.Errorf("want a Succeeded background session 12, got %+v", l)
@@ -160,20 +192,17 @@ func TestAnalyserBackground(t *testing.T) {
 // The same question and id from two clients at once: which forward
 // invocation was whose is a guess, said on both lines and counted.
 func TestAnalyserAmbiguous(t *testing.T) {
-	logs := captureLog(t)
-	p, _ := newTestAnalyser(t, AnalyserConfig{})
+	logs, f, _ := newTapFeed(t, AnalyserConfig{})
+	p, now := f.p, f.now
 	before := testutil.ToFloat64(p.a.m.ambiguous)
-	now := time.Now()
 	q, r := exchange("same.example.", 11, dns.RcodeSuccess)
-	p.add(tapMsg(t, cq, q, tapClient1, now), now)
-	p.add(tapMsg(t, cq, q, tapClient2, now), now)
+	f.legs(tapClient1, now, q, r, cq)
+	f.legs(tapClient2, now, q, r, cq)
 	later := now.Add(time.Millisecond) // each forward ServeDNS stamps its own time
-	p.add(tapMsg(t, fq, q, tapClient1, later), now)
-	p.add(tapMsg(t, fr, r, tapClient1, later), now)
-	p.add(tapMsg(t, cr, r, tapClient1, now), now)
-	p.add(tapMsg(t, fq, q, tapClient2, later.Add(time.Millisecond)), now)
-	p.add(tapMsg(t, fr, r, tapClient2, later.Add(time.Millisecond)), now)
-	p.add(tapMsg(t, cr, r, tapClient2, now), now)
+	f.legs(tapClient1, later, q, r, fq, fr)
+	f.legs(tapClient1, now, q, r, cr)
+	f.legs(tapClient2, later.Add(time.Millisecond), q, r, fq, fr)
+	f.legs(tapClient2, now, q, r, cr)
 	ls := logs.sessionLines(t)
 	if len(ls) != 2 {
 		t.Fatalf("want 2 sessions, got %d", len(ls))
@@ -192,12 +221,11 @@ func TestAnalyserAmbiguous(t *testing.T) {
 	// Distinct ids are never ambiguous.
 	logs.Take()
 	q2, r2 := exchange("same.example.", 12, dns.RcodeSuccess)
-	p.add(tapMsg(t, cq, q, tapClient1, now), now)
-	p.add(tapMsg(t, cq, q2, tapClient2, now), now)
-	p.add(tapMsg(t, fq, q2, tapClient2, later), now)
-	p.add(tapMsg(t, fr, r2, tapClient2, later), now)
-	p.add(tapMsg(t, cr, r2, tapClient2, now), now)
-	p.add(tapMsg(t, cr, r, tapClient1, now), now)
+	f.legs(tapClient1, now, q, r, cq)
+	f.legs(tapClient2, now, q2, r2, cq)
+	f.legs(tapClient2, later, q2, r2, fq, fr)
+	f.legs(tapClient2, now, q2, r2, cr)
+	f.legs(tapClient1, now, q, r, cr)
 	if strings.Contains(logs.String(), "Ambiguous") {
 		t.Errorf("distinct ids: nothing ambiguous:\n%s", logs)
 	}
@@ -210,11 +238,10 @@ func TestAnalyserAmbiguous(t *testing.T) {
 
 // A session without its response ends when its window closes, not before.
 func TestAnalyserWindowExpiry(t *testing.T) {
-	logs := captureLog(t)
-	p, _ := newTestAnalyser(t, AnalyserConfig{})
-	now := time.Now()
+	logs, f, _ := newTapFeed(t, AnalyserConfig{})
+	p, now := f.p, f.now
 	q, _ := exchange("drop.example.", 13, dns.RcodeSuccess)
-	p.add(tapMsg(t, cq, q, tapClient1, now), now)
+	f.legs(tapClient1, now, q, nil, cq)
 	p.expire(now.Add(p.a.cfg.Window - time.Millisecond))
 	if ls := logs.sessionLines(t); len(ls) != 0 {
 		t.Fatalf("ended before its window closed: %+v", ls)
@@ -228,19 +255,18 @@ func TestAnalyserWindowExpiry(t *testing.T) {
 
 // Past MaxSessions a client query gets no session, and is counted.
 func TestAnalyserSessionCap(t *testing.T) {
-	logs := captureLog(t)
-	p, _ := newTestAnalyser(t, AnalyserConfig{Window: time.Second, MaxSessions: 1, Queue: 1, Idle: time.Minute})
+	logs, f, _ := newTapFeed(t, AnalyserConfig{Window: time.Second, MaxSessions: 1, Queue: 1, Idle: time.Minute})
+	p, now := f.p, f.now
 	c := p.a.m.dropped.WithLabelValues(droppedSessionCap)
 	before := testutil.ToFloat64(c)
-	now := time.Now()
 	q1, r1 := exchange("one.example.", 1, dns.RcodeSuccess)
 	q2, _ := exchange("two.example.", 2, dns.RcodeSuccess)
-	p.add(tapMsg(t, cq, q1, tapClient1, now), now)
-	p.add(tapMsg(t, cq, q2, tapClient2, now), now)
+	f.legs(tapClient1, now, q1, r1, cq)
+	f.legs(tapClient2, now, q2, nil, cq)
 	if got := testutil.ToFloat64(c) - before; got != 1 {
 		t.Errorf("sessions_dropped_total{session_cap} grew by %v, want 1", got)
 	}
-	p.add(tapMsg(t, cr, r1, tapClient1, now), now)
+	f.legs(tapClient1, now, q1, r1, cr)
 	l := logs.oneLine(t)
 	if l.QName != "one.example." || l.BitMap != 3 {
 		t.Errorf("the tracked session: %+v", l)
@@ -253,18 +279,17 @@ func TestAnalyserSessionCap(t *testing.T) {
 // A session open while its connection shed frames may lack a leg: it is
 // SampleLoss. So is one left open when its connection ends.
 func TestAnalyserShedAndEnd(t *testing.T) {
-	logs := captureLog(t)
-	p, shed := newTestAnalyser(t, AnalyserConfig{})
-	now := time.Now()
+	logs, f, shed := newTapFeed(t, AnalyserConfig{})
+	p, now := f.p, f.now
 	q, r := exchange("shed.example.", 3, dns.RcodeSuccess)
-	p.add(tapMsg(t, cq, q, tapClient1, now), now)
+	f.legs(tapClient1, now, q, r, cq)
 	*shed++
-	p.add(tapMsg(t, cr, r, tapClient1, now), now)
+	f.legs(tapClient1, now, q, r, cr)
 	if l := logs.oneLine(t); l.Status != "SampleLoss" || l.BitMap != 3 {
 		t.Errorf("want SampleLoss 3 after shedding: %+v", l)
 	}
 	logs.Take()
-	p.add(tapMsg(t, cq, q, tapClient2, now), now)
+	f.legs(tapClient2, now, q, r, cq)
 	p.endAll()
 	if l := logs.oneLine(t); l.Status != "SampleLoss" || l.BitMap != 1 {
 		t.Errorf("want SampleLoss 1 for a session its connection left open: %+v", l)
@@ -292,11 +317,7 @@ func TestAnalyserServe(t *testing.T) {
 	now := time.Now()
 	q, r := exchange("served.example.", 5, dns.RcodeSuccess)
 	for _, typ := range []tap.Message_Type{cq, cr} {
-		m := q
-		if typ == cr {
-			m = r
-		}
-		b, err := proto.Marshal(tapMsg(t, typ, m, tapClient1, now))
+		b, err := proto.Marshal(tapMsg(t, typ, legMsg(typ, q, r), tapClient1, now))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -324,11 +345,7 @@ func FuzzAnalyserFrame(f *testing.F) {
 	q, r := exchange("fuzz.example.", 21, dns.RcodeSuccess)
 	now := time.Now()
 	for _, typ := range []tap.Message_Type{cq, cr, fq, fr} {
-		m := q
-		if typ == cr || typ == fr {
-			m = r
-		}
-		b, err := proto.Marshal(tapMsg(f, typ, m, tapClient1, now))
+		b, err := proto.Marshal(tapMsg(f, typ, legMsg(typ, q, r), tapClient1, now))
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -371,14 +388,13 @@ func FuzzAnalyserFrame(f *testing.F) {
 // The same query again from the same socket before the first was answered:
 // the answers are taken in turn, and both sessions say it was a guess.
 func TestAnalyserRetransmittedQuery(t *testing.T) {
-	logs := captureLog(t)
-	p, _ := newTestAnalyser(t, AnalyserConfig{})
-	now := time.Now()
+	logs, f, _ := newTapFeed(t, AnalyserConfig{})
+	p, now := f.p, f.now
 	q, r := exchange("again.example.", 17, dns.RcodeSuccess)
-	p.add(tapMsg(t, cq, q, tapClient1, now), now)
-	p.add(tapMsg(t, cq, q, tapClient1, now.Add(time.Millisecond)), now)
-	p.add(tapMsg(t, cr, r, tapClient1, now), now)
-	p.add(tapMsg(t, cr, r, tapClient1, now.Add(time.Millisecond)), now)
+	f.legs(tapClient1, now, q, r, cq)
+	f.legs(tapClient1, now.Add(time.Millisecond), q, r, cq)
+	f.legs(tapClient1, now, q, r, cr)
+	f.legs(tapClient1, now.Add(time.Millisecond), q, r, cr)
 	p.a.d.diag.releaseAll(p.a.d.release) // the retransmission detector may hold one
 	ls := logs.sessionLines(t)
 	if len(ls) != 2 || ls[0].BitMap != 3 || ls[1].BitMap != 3 || ls[0].Session >= ls[1].Session {
