@@ -36,9 +36,14 @@ type Dnsdiag struct {
 	lastServer atomic.Pointer[string]
 }
 
-// ServeDNS implements plugin.Handler.
+// ServeDNS implements plugin.Handler. The query is served on a worker
+// (workers.go).
 func (d *Dnsdiag) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-	reserveStack()
+	return d.serveOnWorker(ctx, w, r)
+}
+
+// serve follows the query down the chain as a session.
+func (d *Dnsdiag) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	s := newSession()
 	if !sessions.add(s, d.limits.inflight) {
 		s.recycle()

@@ -13,13 +13,15 @@ import (
 // TestMain runs the tests, then fails the run if they left goroutines
 // behind: a forward not shut down, a rate-limit reporter never stopped, a
 // background session's timer still pending, an upstream server still
-// serving. Goroutines that ran before the tests, and dnsdiag's process-wide
-// log writer (started on the first emit), are not leaks.
+// serving. Goroutines that ran before the tests, dnsdiag's process-wide
+// log writer (started on the first emit) and its workers (workers.go),
+// are not leaks.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	ignore := []goleak.Option{
 		goleak.IgnoreCurrent(),
 		goleak.IgnoreAnyFunction("github.com/dnsdiag/dnsdiag/plugin/dnsdiag.(*lineWriter).run"),
+		goleak.IgnoreAnyFunction("github.com/dnsdiag/dnsdiag/plugin/dnsdiag.(*worker).loop"),
 	}
 	code := m.Run()
 	if fuzzing() {

@@ -10,11 +10,15 @@ package dnsdiag
 // it, deepest where forward writes the answer (measured on a zeroed stack,
 // CoreDNS v1.15.0). The runtime grows a stack by copying it and adjusting
 // every frame on it, which costs several µs when it happens there, some 30
-// frames down, twice if the stack started at 2 KiB. Growing once at
-// dnsdiag, a dozen frames down, to the 16 KiB that the whole path fits in,
-// costs far less: on forwarded traffic CoreDNS answered 15% more queries per
-// second on one core (make bench, kubefwd). 10 KiB here plus the 2.5 KiB
-// above makes the runtime pick 16 KiB, the size it would reach anyway.
+// frames down, twice if the stack started at 2 KiB. dnsdiag serves queries
+// on workers whose stacks are grown already (workers.go); a query that finds
+// none, the pool being at its cap, is served on its own goroutine after
+// reserveStack, which grows the stack once, at dnsdiag, a dozen frames
+// down, to the 16 KiB the whole path fits in: far cheaper than growing
+// deep down (on forwarded traffic CoreDNS answered 15% more queries per
+// second on one core than without it, make bench, kubefwd). 10 KiB here plus
+// the 2.5 KiB above makes the runtime pick 16 KiB, the size it would reach
+// anyway.
 const stackReserve = 10 << 10
 
 // reserveStack grows the calling goroutine's stack to hold stackReserve
