@@ -31,15 +31,21 @@ func emit(s *session) {
 	}
 }
 
-// run writes each session, together with those queued behind it (up to
-// the sink's batch size): a busy server gets one write per batch instead
-// of one per line, and a quiet one waits for nothing, as a line is written
-// as soon as the queue holds no other.
+// run writes each session together with those queued behind it, up to the
+// sink's batch size: a busy server gets one write per batch instead of one
+// per line. After the first line of a batch the writer sleeps batchDelay
+// before taking the rest, unless they fill a batch already: without that
+// pause, on a server with one CPU, every emit would wake the writer as
+// soon as the query's goroutine yields, and each line would cost a
+// write(2) and two goroutine switches of its own.
 func (l *lineWriter) run() {
 	var k sink
 	for s := range l.queue {
 		n := int64(1)
 		k.add(s)
+		if len(l.queue) < batchLines {
+			time.Sleep(batchDelay)
+		}
 	batch:
 		for !k.full() {
 			select {
@@ -54,6 +60,14 @@ func (l *lineWriter) run() {
 		l.pending.Add(-n)
 	}
 }
+
+// batchDelay is the most a line waits for others to share its write: a
+// quiet server's line reaches the log this much later.
+const batchDelay = time.Millisecond
+
+// batchLines is how many queued lines make the writer go on without the
+// pause: enough to fill a batch of typical lines.
+const batchLines = 32
 
 // flush waits, at most timeout, until every emitted line is written.
 func (l *lineWriter) flush(timeout time.Duration) {

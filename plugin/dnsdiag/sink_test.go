@@ -252,3 +252,46 @@ func TestTextBatch(t *testing.T) {
 		t.Errorf("with LstdFlags: %d writes of\n%s\nwant 2 lines each %q with a timestamp", stamped.writes, stamped.String(), want.String())
 	}
 }
+
+// TestWriterGathersLines: lines emitted a little apart, as a busy server
+// with one CPU emits them, share writes: the writer pauses after a batch's
+// first line (batchDelay) instead of writing each as it comes.
+func TestWriterGathersLines(t *testing.T) {
+	output, flags := golog.Writer(), golog.Flags()
+	t.Cleanup(func() {
+		golog.SetOutput(output)
+		golog.SetFlags(flags)
+	})
+	d := newTestDiag(t, "dnsdiag {\n log all\n rate 0\n}", answer(dns.RcodeSuccess))
+	lines.flush(flushTimeout)
+	golog.SetFlags(0)
+	const n = 5
+	// Only emits that all come within batchDelay tell; a descheduled test
+	// tries again.
+	for try := 0; ; try++ {
+		got := &countingWriter{}
+		golog.SetOutput(got)
+		start := time.Now()
+		for range n {
+			emit(endedSession(d))
+			// Spin: a sleep this short takes a millisecond here.
+			for t0 := time.Now(); time.Since(t0) < batchDelay/10; {
+			}
+		}
+		took := time.Since(start)
+		lines.flush(flushTimeout)
+		if l := strings.Count(got.String(), "\n"); l != n {
+			t.Fatalf("%d lines written, want %d", l, n)
+		}
+		if took >= batchDelay {
+			if try == 10 {
+				t.Fatalf("emitting %d lines took %v or more in 10 tries, the test needs less than %v", n, took, batchDelay)
+			}
+			continue
+		}
+		if got.writes >= n {
+			t.Errorf("%d lines emitted within %v took %d writes: none shared one", n, took, got.writes)
+		}
+		return
+	}
+}
