@@ -61,8 +61,9 @@ func (l *lineWriter) run() {
 	}
 }
 
-// batchDelay is the most a line waits for others to share its write: a
-// quiet server's line reaches the log this much later.
+// batchDelay is how long a batch's first line waits for others to share
+// its write: a quiet server's line reaches the log about this much later
+// (a sleep this short can take a millisecond more).
 const batchDelay = time.Millisecond
 
 // batchLines is how many queued lines make the writer go on without the

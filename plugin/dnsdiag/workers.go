@@ -20,10 +20,11 @@ import (
 // reserveStack.
 
 // maxWorkers caps the pool, process-wide: stacks are a process's resource,
-// and instances come and go with reloads while the goroutines stay. A
-// worker's stack is 16 KiB (workerPad keeps it from shrinking), so the pool
-// holds at most 4 MiB; queries beyond maxWorkers in flight at once run on
-// their own goroutines.
+// and instances come and go with reloads while the goroutines stay. On the
+// kube-system chain a worker's stack is 16 KiB (workerPad keeps it from
+// shrinking), so the pool holds 4 MiB; a chain deeper than 16 KiB grows
+// them to 32 KiB. Queries beyond maxWorkers in flight at once run on their
+// own goroutines.
 const maxWorkers = 256
 
 // workerPad is the frame at the bottom of a worker's stack. A GC halves a
@@ -62,9 +63,9 @@ type worker struct {
 type ending uint8
 
 const (
-	returned ending = iota
-	panicked
-	exited // runtime.Goexit: the worker goroutine is gone
+	endReturned ending = iota
+	endPanicked
+	endExited // runtime.Goexit: the worker goroutine is gone
 )
 
 // serveOnWorker runs d.serve on an idle worker, or on a new one while
@@ -83,10 +84,10 @@ func (d *Dnsdiag) serveOnWorker(ctx context.Context, w dns.ResponseWriter, r *dn
 	rcode, err, ended, pv := wk.rcode, wk.err, wk.ended, wk.panicV
 	*wk = worker{start: wk.start, done: wk.done} // drop the query's references
 	switch ended {
-	case panicked:
+	case endPanicked:
 		pool.idle <- wk
 		panic(pv)
-	case exited:
+	case endExited:
 		pool.started.Add(-1)
 		runtime.Goexit()
 	}
@@ -124,18 +125,18 @@ func (wk *worker) loop() {
 // run calls the chain, noting how the call ended; on a Goexit it tells the
 // waiting query goroutine before the worker goroutine ends.
 func (wk *worker) run() {
-	wk.ended = exited
+	wk.ended = endExited
 	defer func() {
-		if wk.ended == exited {
+		if wk.ended == endExited {
 			if v := recover(); v != nil {
-				wk.ended, wk.panicV = panicked, v
+				wk.ended, wk.panicV = endPanicked, v
 			} else {
 				wk.done <- struct{}{} // Goexit: loop will not get to say it
 			}
 		}
 	}()
 	wk.rcode, wk.err = wk.d.serve(wk.ctx, wk.w, wk.r)
-	wk.ended = returned
+	wk.ended = endReturned
 }
 
 // keepPad is apart so that the compiler keeps loop's pad.
