@@ -143,13 +143,17 @@ func (d *Detector) Observe(s *Session, out []Hint) (hints []Hint, held bool) {
 // answered without the TC bit but whose answer was then truncated on its
 // way out: a server truncates an oversized UDP answer as it writes it,
 // after the caller had to tell Observe of the answer. It reports whether the
-// session is held; the caller then waits for Due as after Observe.
+// session is held; the caller then waits for Due as after Observe. A TCP
+// retry with the same ID that began already means no hold; one with a new
+// ID that began already is missed (see the README).
 func (d *Detector) HoldTruncated(s *Session) bool {
 	if !s.Answered || !s.Truncated || s.TCP {
 		return false
 	}
 	k := d.keysOf(s)
-	d.markTruncated(s, &k)
+	if d.markTruncated(s, &k) {
+		return false // the TCP retry came first: nothing to wait for
+	}
 	h := heldRec{id: s.ID, tc: true, ip: k.ip, name: k.name, qtype: s.Qtype, qclass: s.Qclass, asked: s.Start.UnixNano(), due: s.End.UnixNano() + d.tcWindow}
 	return d.hold(&h, d.tcKey(&k, s))
 }

@@ -164,14 +164,25 @@ func (d *Detector) retransmitHint(s *Session, e *copyRec) Hint {
 
 // markTruncated notes on the session's own copy that its answer was
 // truncated, so that the client's TCP retry is not taken for a
-// retransmission (see HoldTruncated).
-func (d *Detector) markTruncated(s *Session, k *keys) {
+// retransmission (see HoldTruncated). It reports whether that retry, a TCP
+// copy with the same ID, arrived already: the client may read the answer
+// and ask again before the server's writer returns.
+func (d *Detector) markTruncated(s *Session, k *keys) (retriedTCP bool) {
+	start := s.Start.UnixNano()
 	sh, base := d.retx.set(k.retx)
 	sh.mu.Lock()
 	for i := base; i < base+d.retx.ways; i++ {
-		if sh.at[i] != 0 && sh.tag[i] == k.retx && sh.ent[i].id == s.ID {
-			sh.ent[i].truncated = true
+		e := &sh.ent[i]
+		if sh.at[i] == 0 || sh.tag[i] != k.retx {
+			continue
+		}
+		switch {
+		case e.id == s.ID:
+			e.truncated = true
+		case e.tcp && e.start >= start && e.is(&k.ip, k.name, s.DNSID, s.Qtype, s.Qclass):
+			retriedTCP = true
 		}
 	}
 	sh.mu.Unlock()
+	return retriedTCP
 }

@@ -182,3 +182,35 @@ func TestHoldTruncatedAfterObserve(t *testing.T) {
 		t.Error("a TCP session was held for TC")
 	}
 }
+
+// The TCP retry may begin before HoldTruncated (the client read the
+// truncated answer before the server's writer returned): with the same ID
+// the session is not held, so no hint comes; the retry is still no
+// retransmission.
+func TestHoldTruncatedAfterTCPRetry(t *testing.T) {
+	d, _ := newDetector(t, Config{})
+	s := q{id: 1, from: "10.0.0.1:40000", dnsID: 7, name: headless, qtype: dns.TypeA}.session()
+	d.Begin(s)
+	s = answered(s, 0.001, dns.RcodeSuccess, 20)
+	if hs, held := d.Observe(s, nil); len(hs) != 0 || held {
+		t.Fatalf("untruncated answer: hints %v, held %v", hs, held)
+	}
+	tcp := q{id: 2, from: "10.0.0.1:41000", tcp: true, dnsID: 7, name: headless, qtype: dns.TypeA, start: 0.0015}.session()
+	d.Begin(tcp)
+	s.Truncated = true
+	if d.HoldTruncated(s) {
+		t.Fatal("held for TC although its TCP retry had begun")
+	}
+	wantCodes(t, "TCP retry", observe(t, d, answered(tcp, 0.004, dns.RcodeSuccess, 40)))
+
+	// A TCP copy from before the UDP query is no retry of it.
+	u := q{id: 3, from: "10.0.0.2:40000", dnsID: 8, name: headless, qtype: dns.TypeA, start: 1}.session()
+	d.Begin(q{id: 4, from: "10.0.0.2:41000", tcp: true, dnsID: 8, name: headless, qtype: dns.TypeA, start: 0.999}.session())
+	d.Begin(u)
+	u = answered(u, 1.001, dns.RcodeSuccess, 20)
+	d.Observe(u, nil)
+	u.Truncated = true
+	if !d.HoldTruncated(u) {
+		t.Fatal("a TCP copy from before the UDP query prevented the hold")
+	}
+}
