@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/coredns/coredns/plugin/metadata"
 )
@@ -22,8 +23,13 @@ const sessionLabel = "dnsdiag/session"
 // must then still see the id of the session it was made for.
 type sessionCtx struct {
 	context.Context
-	id uint64
 	md atomic.Pointer[any] // the metadata map, once someone asked for it
+
+	// idText is the session id in decimal, which the label's function
+	// returns without allocating: forward's tap evaluates it twice per
+	// upstream attempt.
+	idText [20]byte
+	idLen  uint8
 }
 
 // Value implements context.Context.
@@ -34,7 +40,7 @@ func (c *sessionCtx) Value(k any) any {
 	if p := c.md.Load(); p != nil {
 		return *p
 	}
-	md := newSessionMetadata(c.id)
+	md := newSessionMetadata(c.idFunc())
 	if c.md.CompareAndSwap(nil, &md) {
 		return md
 	}
@@ -43,14 +49,21 @@ func (c *sessionCtx) Value(k any) any {
 
 // newSessionMetadata is a metadata map holding only the session id label,
 // made through the metadata package since its map type is unexported.
-func newSessionMetadata(id uint64) any {
+func newSessionMetadata(id metadata.Func) any {
 	ctx := metadata.ContextWithMetadata(context.Background())
-	metadata.SetValueFunc(ctx, sessionLabel, sessionIDFunc(id))
+	metadata.SetValueFunc(ctx, sessionLabel, id)
 	return ctx.Value(metadataKey)
 }
 
-func sessionIDFunc(id uint64) metadata.Func {
-	return func() string { return strconv.FormatUint(id, 10) }
+// setID sets the session id c carries.
+func (c *sessionCtx) setID(id uint64) {
+	c.idLen = uint8(len(strconv.AppendUint(c.idText[:0], id, 10)))
+}
+
+// idFunc is the session id label's function. The string it returns shares
+// c's memory, which stays valid since a sessionCtx is never reused.
+func (c *sessionCtx) idFunc() metadata.Func {
+	return func() string { return unsafe.String(&c.idText[0], int(c.idLen)) }
 }
 
 // withSession makes session id readable below as label sessionLabel. When the
@@ -59,12 +72,14 @@ func sessionIDFunc(id uint64) metadata.Func {
 // the query's context; if not, nobody below needs the id and ctx is kept.
 func withSession(ctx context.Context, c *sessionCtx, id uint64, always bool) context.Context {
 	if metadata.ValueFuncs(ctx) != nil {
-		metadata.SetValueFunc(ctx, sessionLabel, sessionIDFunc(id))
+		c.setID(id)
+		metadata.SetValueFunc(ctx, sessionLabel, c.idFunc())
 		return ctx
 	}
 	if !always {
 		return ctx
 	}
-	c.Context, c.id = ctx, id
+	c.Context = ctx
+	c.setID(id)
 	return c
 }

@@ -118,6 +118,7 @@ func (d *Dnsdiag) conclude(m *serverMetrics, s *session) {
 		// The goroutine ending the session still owns its messages: copy
 		// them now, before the release may take it.
 		d.ready(m, s)
+		s.keepMessages()
 		if d.diag.park(s) {
 			return
 		}
@@ -148,9 +149,9 @@ func (d *Dnsdiag) decide(m *serverMetrics, s *session) {
 	emit(s)
 }
 
-// ready copies what the line needs while the goroutine that ended the
-// session still owns its messages and writer. Only logged or held sessions
-// pay for it.
+// ready notes what the line needs of the session's writer and of the
+// policy while the goroutine that ended the session still owns them. Only
+// logged or held sessions pay for it.
 func (d *Dnsdiag) ready(m *serverMetrics, s *session) {
 	if s.ready {
 		return
@@ -162,7 +163,6 @@ func (d *Dnsdiag) ready(m *serverMetrics, s *session) {
 		s.client = addrPortOf(s.w.RemoteAddr())
 		s.local = addrPortOf(s.w.LocalAddr())
 	}
-	s.prepareLog()
 }
 
 // keep applies the log policy and the rate limit to a classified session,

@@ -9,10 +9,10 @@ import (
 	"github.com/miekg/dns"
 )
 
-// prepareLog copies what the line needs out of the query's messages while
-// the query goroutine still owns them; the line is rendered later, on the
-// writer's goroutine. Only logged sessions pay for this.
-func (s *session) prepareLog() {
+// keepMessages copies the messages of a held session while the goroutine
+// ending it still owns them: its line is rendered when the detector
+// releases it, on another goroutine (see conclude).
+func (s *session) keepMessages() {
 	if s.req != nil {
 		s.req = s.req.Copy()
 	}
@@ -122,13 +122,35 @@ type span struct{ start, end int }
 
 func (p span) len() int { return p.end - p.start }
 
-// lineBuf is the log writer's rendering state, reused from line to line.
+// lineBuf is the rendering state of a line, reused from line to line
+// (renderBufs).
 type lineBuf struct {
 	line   []byte // the line as the policy asks for it
 	at     lineLayout
 	heads  []byte // bound: each leg with only its header and question
 	headAt [maxLegs]span
 	cut    []byte // bound: the line cut to its limit
+}
+
+// maxKeptLine is the most buffer a lineBuf keeps for the next line: one
+// long line (max_line off) does not pin its memory.
+const maxKeptLine = 64 << 10
+
+// trim lets go of buffers longer than maxKeptLine.
+func (lb *lineBuf) trim() {
+	for _, b := range []*[]byte{&lb.line, &lb.heads, &lb.cut} {
+		if cap(*b) > maxKeptLine {
+			*b = nil
+		}
+	}
+}
+
+// renderFor renders s for the log as it is now (text or JSON, the standard
+// logger's flags), within its line bound. The result is valid until the
+// next render.
+func (lb *lineBuf) renderFor(s *session) (sinkMode, []byte) {
+	mode := currentMode()
+	return mode, lb.render(s, lineLimit(s.maxLine, mode, stdHeader()))
 }
 
 // render renders s, at most limit bytes long if limit > 0 (see bound). The

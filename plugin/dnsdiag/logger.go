@@ -6,58 +6,82 @@ import (
 	"time"
 )
 
-// lineWriter renders and writes session lines on its own goroutine, so a
-// slow log sink (a full pipe, a busy disk) never reaches the query path.
-// It is process-wide: sessions that straddle a reload are still written.
+// lineWriter writes session lines on its own goroutine, so a slow log sink
+// (a full pipe, a busy disk) never reaches the query path. A line is
+// rendered by the goroutine that ends its session, while that goroutine
+// still owns the session's messages: they are read where they are, not
+// copied for later (only a held session, decided on another goroutine, has
+// its messages copied; see conclude). The rendered line is appended to the
+// batch the writer takes next. The writer is process-wide: sessions that
+// straddle a reload are still written.
 type lineWriter struct {
 	once    sync.Once
-	queue   chan *session
-	pending atomic.Int64 // queued or being written
+	kick    chan struct{} // holds a token when fill may have lines
+	pending atomic.Int64  // lines emitted and not yet written
+
+	mu    sync.Mutex
+	fill  *lineBatch // the lines emitted since the writer last took a batch
+	spare *lineBatch // the writer's other batch; nil while it writes it
 }
 
-var lines = &lineWriter{queue: make(chan *session, logQueueSize)}
+var lines = &lineWriter{kick: make(chan struct{}, 1), fill: new(lineBatch), spare: new(lineBatch)}
 
-// emit hands a finished session, made ready for its line, to the writer,
-// or drops and counts it when the queue is full.
+// renderBufs are the rendering state of emits in progress.
+var renderBufs = sync.Pool{New: func() any { return new(lineBuf) }}
+
+// emit renders a finished session, made ready for its line, into the
+// writer's next batch and recycles it, or drops and counts it when
+// logQueueSize lines are waiting already.
 func emit(s *session) {
 	lines.once.Do(func() { go lines.run() })
-	lines.pending.Add(1)
-	select {
-	case lines.queue <- s:
-	default:
+	if lines.pending.Add(1) > logQueueSize {
 		lines.pending.Add(-1)
 		dropped(reasonLogQueueFull)
 		s.recycle()
+		return
+	}
+	lb := renderBufs.Get().(*lineBuf)
+	mode, js := lb.renderFor(s)
+	lines.mu.Lock()
+	lines.fill.add(mode, js, s.metrics.lines)
+	lines.mu.Unlock()
+	lb.trim()
+	renderBufs.Put(lb)
+	s.recycle()
+	select {
+	case lines.kick <- struct{}{}:
+	default: // the writer has a token already
 	}
 }
 
-// run writes each session together with those queued behind it, up to the
-// sink's batch size: a busy server gets one write per batch instead of one
-// per line. After the first line of a batch the writer sleeps batchDelay
-// before taking the rest, unless they fill a batch already: without that
-// pause, on a server with one CPU, every emit would wake the writer as
-// soon as the query's goroutine yields, and each line would cost a
-// write(2) and two goroutine switches of its own.
+// run writes the lines emitted since its last batch, all at once: a busy
+// server gets one write per batch instead of one per line. Woken by a
+// batch's first line, the writer sleeps batchDelay before taking the batch,
+// unless batchLines lines are there already: without that pause, on a
+// server with one CPU, every emit would wake the writer as soon as the
+// query's goroutine yields, and each line would cost a write(2) and two
+// goroutine switches of its own.
 func (l *lineWriter) run() {
-	var k sink
-	for s := range l.queue {
-		n := int64(1)
-		k.add(s)
-		if len(l.queue) < batchLines {
+	for range l.kick {
+		l.mu.Lock()
+		n := l.fill.lines
+		l.mu.Unlock()
+		if n == 0 {
+			continue // a token for lines an earlier batch took
+		}
+		if n < batchLines {
 			time.Sleep(batchDelay)
 		}
-	batch:
-		for !k.full() {
-			select {
-			case s := <-l.queue:
-				k.add(s)
-				n++
-			default:
-				break batch
-			}
-		}
-		k.write()
-		l.pending.Add(-n)
+		l.mu.Lock()
+		b := l.fill
+		l.fill, l.spare = l.spare, nil
+		l.mu.Unlock()
+		n = b.lines
+		b.write()
+		l.mu.Lock()
+		l.spare = b
+		l.mu.Unlock()
+		l.pending.Add(-int64(n))
 	}
 }
 
@@ -66,8 +90,8 @@ func (l *lineWriter) run() {
 // (a sleep this short can take a millisecond more).
 const batchDelay = time.Millisecond
 
-// batchLines is how many queued lines make the writer go on without the
-// pause: enough to fill a batch of typical lines.
+// batchLines is how many waiting lines make the writer go on without the
+// pause: enough to fill a write with typical lines.
 const batchLines = 32
 
 // flush waits, at most timeout, until every emitted line is written.

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	clog "github.com/coredns/coredns/plugin/pkg/log"
@@ -46,10 +47,9 @@ const (
 	minMaxLine = 2048
 	maxMaxLine = 64 << 20
 
-	// batchSize is the bytes after which the sink writes what it gathered.
-	// With a default-bounded line on top a batch stays within 48 KiB: what a
-	// Linux pipe holds, and under the 64 KiB up to which the standard
-	// logger reuses its buffer.
+	// batchSize is the most bytes of text lines written at once, unless one
+	// line alone is longer: within what a Linux pipe holds (64 KiB), and
+	// the 64 KiB up to which the standard logger reuses its buffer.
 	batchSize = 32 << 10
 )
 
@@ -58,7 +58,7 @@ const (
 // level, msg and plugin, and its newline.
 var jsonEnvelope = len(`{"time":"2006-01-02T15:04:05.999999999-07:00","level":"INFO","msg":"session","plugin":"dnsdiag","session":}` + "\n")
 
-// sinkMode is how the sink writes, decided when a batch starts.
+// sinkMode is how a line is written, decided as it is rendered.
 type sinkMode uint8
 
 const (
@@ -77,57 +77,104 @@ func currentMode() sinkMode {
 	return modeBatch
 }
 
-// sink renders and writes the log writer's lines. Its buffers are reused
-// from line to line and from batch to batch.
-type sink struct {
-	lb      lineBuf
-	mode    sinkMode
-	header  int // stdHeader, when the batch started
-	batch   []byte
-	written []prometheus.Counter // log_lines_total of the lines in batch
+// lineBatch is the lines waiting for the writer, rendered, in chunks of at
+// most batchSize bytes that are each written at once. Lines are appended
+// under the writer's lock, into chunks allocated beforehand: appending a
+// line copies that line only, never the lines before it.
+type lineBatch struct {
+	chunks []*lineChunk
+	lines  int
 }
 
-// add renders s within its line bound and writes it, or adds it to the
-// batch, then recycles it.
-func (k *sink) add(s *session) {
-	if len(k.written) == 0 {
-		k.mode, k.header = currentMode(), stdHeader()
-	}
-	limit := lineLimit(s.maxLine, k.mode, k.header)
-	switch js := k.lb.render(s, limit); k.mode {
-	case modeBatch:
-		k.batch = append(k.batch, linePrefix...)
-		k.batch = append(k.batch, js...)
-		k.batch = append(k.batch, '\n')
-		k.written = append(k.written, s.metrics.lines)
-	case modeJSON:
-		clog.InfoAttrs("session", slog.String("plugin", "dnsdiag"), slog.Any("session", json.RawMessage(js)))
-		s.metrics.lines.Inc()
-	default:
-		log.Info(string(js))
-		s.metrics.lines.Inc()
-	}
-	s.recycle()
+// lineChunk holds lines one after another in text (a text line with its
+// prefix and newline, a JSON record's session object alone), and in
+// entries where each ends. A line longer than batchSize has a chunk of
+// its own.
+type lineChunk struct {
+	text    []byte
+	entries []lineEntry
 }
 
-// full reports whether the batch should be written before another line
-// is added.
-func (k *sink) full() bool { return len(k.batch) >= batchSize }
+type lineEntry struct {
+	end   int // of the line in text
+	mode  sinkMode
+	lines prometheus.Counter // log_lines_total of its session's server
+}
 
-// write writes the batch, if any, and counts its lines.
-func (k *sink) write() {
-	if len(k.batch) == 0 {
-		return
+// chunks are the lineChunks not in a batch, their buffers kept for reuse.
+var chunks = sync.Pool{New: func() any { return &lineChunk{text: make([]byte, 0, batchSize)} }}
+
+// add appends js, the session JSON of a line to write in mode.
+func (b *lineBatch) add(mode sinkMode, js []byte, lines prometheus.Counter) {
+	size := len(js)
+	if mode == modeBatch {
+		size += len(linePrefix) + len("\n")
 	}
-	// With no prefix and no flags, the standard logger writes the text as
-	// it is: it ends with a newline. It copies the string before Output
-	// returns and keeps nothing, so the batch is lent, not copied.
-	_ = golog.Output(1, unsafe.String(unsafe.SliceData(k.batch), len(k.batch)))
-	for i, c := range k.written {
-		c.Inc()
-		k.written[i] = nil
+	n := len(b.chunks)
+	if n == 0 || len(b.chunks[n-1].text)+size > batchSize {
+		b.chunks = append(b.chunks, chunks.Get().(*lineChunk))
+		n++
 	}
-	k.batch, k.written = k.batch[:0], k.written[:0]
+	c := b.chunks[n-1]
+	if mode == modeBatch {
+		c.text = append(c.text, linePrefix...)
+		c.text = append(c.text, js...)
+		c.text = append(c.text, '\n')
+	} else {
+		c.text = append(c.text, js...)
+	}
+	c.entries = append(c.entries, lineEntry{end: len(c.text), mode: mode, lines: lines})
+	b.lines++
+}
+
+// write writes the batch's lines in order, counts them, and empties it.
+func (b *lineBatch) write() {
+	for i, c := range b.chunks {
+		c.write()
+		if cap(c.text) <= batchSize {
+			chunks.Put(c)
+		} // a long line's chunk is left to the collector
+		b.chunks[i] = nil
+	}
+	b.chunks, b.lines = b.chunks[:0], 0
+}
+
+// write writes the chunk's lines and empties it. Its text lines go out
+// together in one write; a line in another mode is written by itself
+// between them.
+func (c *lineChunk) write() {
+	run, first := 0, 0 // where the text lines not yet written start, in text and entries
+	flush := func(end, upto int) {
+		if end > run {
+			// With no prefix and no flags, the standard logger writes the
+			// text as it is: it ends with a newline. It copies the string
+			// before Output returns and keeps nothing, so the chunk is
+			// lent, not copied.
+			_ = golog.Output(1, unsafe.String(&c.text[run], end-run))
+		}
+		for i := first; i < upto; i++ {
+			c.entries[i].lines.Inc()
+		}
+		run, first = end, upto
+	}
+	begin := 0
+	for i, e := range c.entries {
+		if e.mode != modeBatch {
+			flush(begin, i)
+			js := c.text[begin:e.end]
+			if e.mode == modeJSON {
+				clog.InfoAttrs("session", slog.String("plugin", "dnsdiag"), slog.Any("session", json.RawMessage(js)))
+			} else {
+				log.Info(string(js))
+			}
+			e.lines.Inc()
+			run, first = e.end, i+1
+		}
+		begin = e.end
+	}
+	flush(begin, len(c.entries))
+	clear(c.entries)
+	c.text, c.entries = c.text[:0], c.entries[:0]
 }
 
 // lineLimit is the most bytes the JSON of a session may take for its

@@ -6,17 +6,21 @@ import (
 	"fmt"
 	"io"
 	golog "log"
+	"net"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/dnsdiag/dnsdiag/plugin/dnsdiagtest"
 	"github.com/dnsdiag/dnsdiag/plugin/report"
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // jsonLog turns on CoreDNS's JSON logging (-log-format json) into a buffer
@@ -163,6 +167,13 @@ func endedSession(d *Dnsdiag) *session {
 	return s
 }
 
+// addLine renders s into k as emit does, without the writer.
+func addLine(k *lineBatch, lb *lineBuf, s *session) {
+	mode, js := lb.renderFor(s)
+	k.add(mode, js, s.metrics.lines)
+	s.recycle()
+}
+
 // BenchmarkSink is the writer's cost per line, rendering included, to
 // /dev/null: lines written one per write (what a quiet server gets, and
 // what every line cost before batching) and 32 per write.
@@ -182,10 +193,11 @@ func BenchmarkSink(b *testing.B) {
 	d := newTestDiag(b, "dnsdiag {\n log all\n rate 0\n}", nil)
 	for _, batch := range []int{1, 32} {
 		b.Run(fmt.Sprintf("batch-%d", batch), func(b *testing.B) {
-			var k sink
+			var k lineBatch
+			var lb lineBuf
 			b.ReportAllocs()
 			for i := range b.N {
-				k.add(endedSession(d))
+				addLine(&k, &lb, endedSession(d))
 				if (i+1)%batch == 0 {
 					k.write()
 				}
@@ -229,9 +241,10 @@ func TestTextBatch(t *testing.T) {
 
 	got := &countingWriter{}
 	golog.SetOutput(got)
-	var k sink
+	var k lineBatch
+	var lb lineBuf
 	for _, s := range ended(3) {
-		k.add(s)
+		addLine(&k, &lb, s)
 	}
 	k.write()
 	if got.writes != 1 || got.String() != strings.Repeat(want.String(), 3) {
@@ -243,7 +256,7 @@ func TestTextBatch(t *testing.T) {
 	golog.SetOutput(stamped)
 	t.Cleanup(func() { golog.SetOutput(nil) })
 	for _, s := range ended(2) {
-		k.add(s)
+		addLine(&k, &lb, s)
 	}
 	k.write()
 	stampedLine := regexp.MustCompile(`^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ` + regexp.QuoteMeta(strings.TrimSuffix(want.String(), "\n")) + `$`)
@@ -293,5 +306,116 @@ func TestWriterGathersLines(t *testing.T) {
 			t.Errorf("%d lines emitted within %v took %d writes: none shared one", n, took, got.writes)
 		}
 		return
+	}
+}
+
+// TestBatchWrite: a batch's text lines go out in order, in writes of at
+// most batchSize bytes unless a line alone is longer; a line in another
+// mode is written by itself between them; every line is counted once.
+// The second round reuses the first one's chunks.
+func TestBatchWrite(t *testing.T) {
+	output, flags := golog.Writer(), golog.Flags()
+	t.Cleanup(func() {
+		golog.SetOutput(output)
+		golog.SetFlags(flags)
+	})
+	golog.SetFlags(0)
+	counted := prometheus.NewCounter(prometheus.CounterOpts{Name: "lines"})
+	var k lineBatch
+	for round := range 2 {
+		got := &sizedWriter{}
+		golog.SetOutput(got)
+		var want strings.Builder
+		add := func(mode sinkMode, n, pad int) int {
+			js := fmt.Sprintf(`{"n":%d,"pad":"%s"}`, n, strings.Repeat("x", pad))
+			k.add(mode, []byte(js), counted)
+			want.WriteString(linePrefix + js + "\n")
+			return len(linePrefix) + len(js) + 1
+		}
+		n := 0
+		for i := range 40 { // 2 KiB each: 15 to a write
+			add(modeBatch, n, 2<<10)
+			n++
+			if i == 20 { // with flags on, a line goes through log.Info alone
+				add(modeText, n, 10)
+				n++
+			}
+		}
+		long := add(modeBatch, n, batchSize)
+		k.write()
+
+		if got.String() != want.String() {
+			t.Fatalf("round %d written:\n%.200s...\nwant:\n%.200s...", round, got.String(), want.String())
+		}
+		// 15 lines; 6 lines, the text line, 9 lines (the rest of that
+		// write's room); 10 lines; the long line.
+		if len(got.sizes) != 6 || got.sizes[5] != long {
+			t.Errorf("round %d: writes of %v bytes, want 6, the last of %d", round, got.sizes, long)
+		}
+		for i, size := range got.sizes[:len(got.sizes)-1] {
+			if size > batchSize {
+				t.Errorf("round %d write %d: %d bytes, more than batchSize %d", round, i, size, batchSize)
+			}
+		}
+		if len(k.chunks) != 0 || k.lines != 0 {
+			t.Errorf("round %d: batch not emptied: %d chunks, %d lines", round, len(k.chunks), k.lines)
+		}
+	}
+	if c := testutil.ToFloat64(counted); c != 2*42 {
+		t.Errorf("%v lines counted, want %d", c, 2*42)
+	}
+}
+
+// sizedWriter records the size of each write.
+type sizedWriter struct {
+	dnsdiagtest.SyncBuffer
+	sizes []int
+}
+
+func (w *sizedWriter) Write(p []byte) (int, error) {
+	w.sizes = append(w.sizes, len(p))
+	return w.SyncBuffer.Write(p)
+}
+
+// TestEmitRendersNow: a line is rendered as its session is emitted, from
+// the messages as they are then: a plugin changing its answer afterwards
+// (it owns the message again once the query is over) does not change the
+// line, though no copy of the message was made.
+func TestEmitRendersNow(t *testing.T) {
+	out := captureLog(t)
+	d := newTestDiag(t, "dnsdiag {\n log all\n rate 0\n}", nil)
+	var written *dns.Msg
+	d.Next = plugin.HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		written = new(dns.Msg)
+		written.SetRcode(r, dns.RcodeSuccess)
+		written.Answer = []dns.RR{test.A("now.test. 30 IN A 192.0.2.1")}
+		return dns.RcodeSuccess, w.WriteMsg(written)
+	})
+	if _, err := d.ServeDNS(context.Background(), &test.ResponseWriter{}, query("now.test", dns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+	written.Answer[0].(*dns.A).A = net.IPv4(198, 51, 100, 9) // after the session ended
+	lines.flush(flushTimeout)
+	if s := out.String(); !strings.Contains(s, `"192.0.2.1"`) || strings.Contains(s, "198.51.100.9") {
+		t.Errorf("line does not show the answer as written:\n%s", s)
+	}
+}
+
+// TestEmitQueueFull: with logQueueSize lines waiting, a line is dropped
+// and counted, and the query path does not wait.
+func TestEmitQueueFull(t *testing.T) {
+	captureLog(t)
+	d := newTestDiag(t, "dnsdiag {\n log all\n rate 0\n}", answer(dns.RcodeSuccess))
+	lines.flush(flushTimeout)
+	drops := droppedTotal.WithLabelValues(reasonLogQueueFull)
+	before := testutil.ToFloat64(drops)
+	lines.pending.Add(logQueueSize)
+	emit(endedSession(d))
+	lines.pending.Add(-logQueueSize)
+	if got := testutil.ToFloat64(drops) - before; got != 1 {
+		t.Errorf("log_queue_full drops %v, want 1", got)
+	}
+	if p := lines.pending.Load(); p != 0 {
+		t.Errorf("%d lines pending after a dropped one", p)
 	}
 }

@@ -35,12 +35,19 @@ func (t *tapSink) Dnstap(p *tap.Dnstap) {
 	if m == nil {
 		return
 	}
-	l := leg{at: time.Now(), tap: m}
+	l := leg{tap: m}
 	switch m.GetType() {
 	case tap.Message_FORWARDER_QUERY:
-		l.kind = legFQ
+		l.kind, l.at = legFQ, time.Now()
 	case tap.Message_FORWARDER_RESPONSE:
+		// forward stamps the response as it taps it: the same instant,
+		// without reading the clock again.
 		l.kind = legFR
+		if m.ResponseTimeSec != nil && m.ResponseTimeNsec != nil {
+			l.at = tapResponseTime(m)
+		} else {
+			l.at = time.Now()
+		}
 	default:
 		return
 	}

@@ -80,6 +80,9 @@ type keys struct {
 }
 
 func (d *Detector) keysOf(s *Session) keys {
+	if s.keyed == s.ID && s.ID != 0 {
+		return s.k
+	}
 	k := keys{ip: s.Client.Addr().Unmap().As16(), name: foldHash(d.seed, s.Name)}
 	k.retx = mix(d.seed, k.name, &k.ip, s.DNSID, s.Qtype, s.Qclass, 0)
 	return k
@@ -90,7 +93,9 @@ func (d *Detector) keysOf(s *Session) keys {
 // ends before its earlier copy is not seen as one, and neither is the
 // parallel A/AAAA pattern.
 func (d *Detector) Begin(s *Session) {
+	s.keyed = 0
 	k := d.keysOf(s)
+	s.k, s.keyed = k, s.ID
 	d.arrive(s, &k)
 	if s.TCP {
 		d.cancelTC(s, &k)

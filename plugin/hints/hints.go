@@ -72,6 +72,13 @@ type Session struct {
 	Answers   int       // answer records in it: 0 with NOERROR is NODATA
 	Truncated bool      // it had the TC bit
 	Attempts  []Attempt // forward's upstream attempts, in order
+
+	// k are the keys Begin derived for session keyed, which Observe and
+	// HoldTruncated use instead of hashing the name again. keyed is ID,
+	// not a flag, so that a Session reused for another query without
+	// being cleared cannot hand its keys on.
+	k     keys
+	keyed uint64
 }
 
 // Attempt is one upstream exchange of a session.
