@@ -305,7 +305,7 @@ func writeReport(cfg *config, rep *report) error {
 	if mc := rep.Micro; mc != nil {
 		p("## Go microbenchmarks (plugin/dnsdiag/bench_test.go)\n\n")
 		p("`go test -bench . -benchmem -cpu 1 -benchtime %s -count %d`, pinned to cpu%s; medians of the runs. ", st.MicroTime, st.MicroCount, st.CPUCD)
-		p("Each dnsdiag variant wraps the same in-process chain as its `plain` row; `logall` rows include rendering and writing every line (to io.Discard) on the log writer's goroutine. ")
+		p("Each dnsdiag variant wraps the same in-process chain as its `plain` row; `logall` rows include rendering every line (as its session ends) and writing it (to io.Discard, on the log writer's goroutine). ")
 		p("Forwarded includes a UDP exchange with an upstream in the same process (its cost is in both rows).\n\n")
 		p("| benchmark | ns/op (min–max) | B/op | allocs/op | Δ ns/op vs plain | Δ allocs/op vs plain |\n|---|---|---|---|---|---|\n")
 		for _, bm := range mc.Benchmarks {
