@@ -48,6 +48,23 @@ func TestSessionCtxServesIDAsMetadata(t *testing.T) {
 	}
 }
 
+// TestSessionIDLabelAllocs: forward's tap evaluates the label twice per
+// attempt; it returns the id without allocating, whatever its length, with
+// and without a metadata map made before dnsdiag.
+func TestSessionIDLabelAllocs(t *testing.T) {
+	const id = 18446744073709551615
+	for _, parent := range []context.Context{context.Background(), metadata.ContextWithMetadata(context.Background())} {
+		ctx := withSession(parent, new(sessionCtx), id, true)
+		f := metadata.ValueFunc(ctx, sessionLabel)
+		if f == nil || f() != "18446744073709551615" {
+			t.Fatalf("label %s: %v", sessionLabel, f)
+		}
+		if n := testing.AllocsPerRun(100, func() { _ = f() }); n != 0 {
+			t.Errorf("the label's value costs %v allocations", n)
+		}
+	}
+}
+
 func TestSessionCtxUsesExistingMetadata(t *testing.T) {
 	parent := metadata.ContextWithMetadata(context.Background())
 	if got := withSession(parent, new(sessionCtx), 7, false); got != parent {

@@ -82,6 +82,10 @@ func TestTapFromRealForwardReachesItsSession(t *testing.T) {
 			t.Errorf("leg %d carries no packed message: %+v", l.kind, l.tap)
 		}
 	}
+	// The response leg's time is forward's own stamp, not a second clock read.
+	if fr := mine.legs[1]; !fr.at.Equal(tapResponseTime(fr.tap)) {
+		t.Errorf("FORWARDER_RESPONSE leg at %v, want forward's stamp %v", fr.at, tapResponseTime(fr.tap))
+	}
 	if len(other.legs) != 0 {
 		t.Errorf("another session in flight got %d legs", len(other.legs))
 	}

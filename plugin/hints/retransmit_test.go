@@ -175,3 +175,25 @@ func TestDistinctLookupsNotRetransmissions(t *testing.T) {
 		}
 	}
 }
+
+// A Session reused for another query without being cleared must not hand
+// the keys Begin derived for the first one to the second: the second's copy
+// is found under its own name when it is resent.
+func TestReusedSessionKeys(t *testing.T) {
+	d, _ := newDetector(t, Config{})
+	s := q{id: 1, from: "10.0.0.1:40000", dnsID: 7, name: "other.example.", qtype: dns.TypeMX}.session()
+	d.Begin(s)
+	observe(t, d, answered(s, 0.001, dns.RcodeSuccess, 1))
+
+	// The same struct, now another query, observed without Begin.
+	s.ID, s.Name, s.DNSID, s.Start = 2, name, 9, at(1)
+	observe(t, d, answered(s, 1.001, dns.RcodeSuccess, 1))
+
+	again := q{id: 3, from: "10.0.0.1:40000", dnsID: 9, name: name, qtype: dns.TypeMX, start: 3}.session()
+	d.Begin(again)
+	hs := observe(t, d, answered(again, 3.001, dns.RcodeSuccess, 1))
+	wantCodes(t, "copy of the reused session's query", hs, RetransmitAfterAnswer)
+	if hs[0].Earlier != 2 {
+		t.Errorf("earlier copy %d, want 2", hs[0].Earlier)
+	}
+}
