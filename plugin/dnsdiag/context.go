@@ -23,7 +23,10 @@ const sessionLabel = "dnsdiag/session"
 // must then still see the id of the session it was made for.
 type sessionCtx struct {
 	context.Context
-	md atomic.Pointer[any] // the metadata map, once someone asked for it
+	// md is the metadata map, once someone asked for it. An atomic.Value
+	// holds the map itself: it is pointer-shaped, so storing it allocates
+	// nothing.
+	md atomic.Value
 
 	// idText is the session id in decimal, which the label's function
 	// returns without allocating: forward's tap evaluates it twice per
@@ -37,14 +40,14 @@ func (c *sessionCtx) Value(k any) any {
 	if k != metadataKey {
 		return c.Context.Value(k)
 	}
-	if p := c.md.Load(); p != nil {
-		return *p
-	}
-	md := newSessionMetadata(c.idFunc())
-	if c.md.CompareAndSwap(nil, &md) {
+	if md := c.md.Load(); md != nil {
 		return md
 	}
-	return *c.md.Load() // another goroutine made it first
+	md := newSessionMetadata(c.idFunc())
+	if md == nil || c.md.CompareAndSwap(nil, md) {
+		return md
+	}
+	return c.md.Load() // another goroutine made it first
 }
 
 // newSessionMetadata is a metadata map holding only the session id label,

@@ -123,3 +123,29 @@ func TestSessionMetadataMadeOnDemand(t *testing.T) {
 		t.Errorf("asking for the session id: map made %v, id %q", made, id)
 	}
 }
+
+// TestSessionMetadataAllocs: making a session's metadata map on first use
+// costs what the metadata package's map costs, plus the label's function,
+// and nothing for keeping it in the session's context.
+func TestSessionMetadataAllocs(t *testing.T) {
+	f := new(sessionCtx).idFunc()
+	mapOnly := testing.AllocsPerRun(100, func() { _ = newSessionMetadata(f) })
+
+	const runs = 100
+	ctxs := make([]*sessionCtx, runs+1) // AllocsPerRun runs once more to warm up
+	for i := range ctxs {
+		ctxs[i] = withSession(context.Background(), new(sessionCtx), uint64(i+1), true).(*sessionCtx)
+	}
+	i := 0
+	got := testing.AllocsPerRun(runs, func() {
+		_ = ctxs[i].Value(metadataKey)
+		i++
+	})
+	if got != mapOnly+1 {
+		t.Errorf("first use: %v allocations, want the map's %v and the label function's 1", got, mapOnly)
+	}
+	a, b := ctxs[0].Value(metadataKey), ctxs[0].Value(metadataKey)
+	if a == nil || reflect.ValueOf(a).Pointer() != reflect.ValueOf(b).Pointer() {
+		t.Error("the map is not kept: asked twice, two maps")
+	}
+}
