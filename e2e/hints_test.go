@@ -146,16 +146,19 @@ func dnsID(t testing.TB, l Line) int {
 // byTime sorts lines by when their query arrived.
 func byTime(t testing.TB, ls []Line) []Line {
 	t.Helper()
-	at := func(l Line) time.Time {
-		v, err := time.Parse(time.RFC3339Nano, l.Time)
-		if err != nil {
-			t.Fatalf("Time %q: %v", l.Time, err)
-		}
-		return v
-	}
 	ls = slices.Clone(ls)
-	slices.SortStableFunc(ls, func(a, b Line) int { return at(a).Compare(at(b)) })
+	slices.SortStableFunc(ls, func(a, b Line) int { return lineTime(t, a).Compare(lineTime(t, b)) })
 	return ls
+}
+
+// lineTime is when the line's session started.
+func lineTime(t testing.TB, l Line) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339Nano, l.Time)
+	if err != nil {
+		t.Fatalf("Time %q: %v", l.Time, err)
+	}
+	return v
 }
 
 func port(t testing.TB, hostport string) string {
@@ -491,7 +494,45 @@ func TestHintsPairLostQuery(t *testing.T) {
 	t.Parallel()
 	s := Start(t, rawCorefile(logAll), nil)
 	c := newRawUDP(t, s.Addr("DNS"))
-	const name = "race.raw.test."
+	// The two halves are sent back to back, but on a machine loaded by the
+	// other tests CoreDNS may start them further apart than the pair gap;
+	// the detector then rightly sees no pair. Such a try tells nothing and
+	// is made again, under a new name.
+	const tries = 3
+	for try := 1; ; try++ {
+		as, aaaa, gap := pairTry(t, s, c, fmt.Sprintf("race%d.raw.test.", try))
+		if gap >= hints.DefaultPairGap {
+			if try == tries {
+				t.Fatalf("in %d tries CoreDNS never started the two halves within %v of each other (last %v)", tries, hints.DefaultPairGap, gap)
+			}
+			t.Logf("try %d: the halves started %v apart, more than the pair gap: again", try, gap)
+			continue
+		}
+		mustHints(t, aaaa)
+		mustHints(t, as[0])
+		hs := mustHints(t, as[1], hints.RetransmitAfterAnswer, hints.ParallelAAAAA)
+		if h := hs[0]; h.EarlierSession != as[0].Session || !isBool(h.SamePort, true) || h.EarlierRcode != "NOERROR" {
+			t.Errorf("retransmit_after_answer: EarlierSession %d SamePort %v EarlierRcode %q, want %d true NOERROR\nline: %s",
+				h.EarlierSession, h.SamePort != nil && *h.SamePort, h.EarlierRcode, as[0].Session, as[1].Raw)
+		}
+		if h := hs[1]; h.Lost != hints.LostQuery || h.OtherSession != aaaa.Session {
+			t.Errorf("parallel_a_aaaa: Lost %q OtherSession %d, want %q %d (the AAAA's session)\nline: %s",
+				h.Lost, h.OtherSession, hints.LostQuery, aaaa.Session, as[1].Raw)
+		}
+		logLine(t, "pair, lost query", as[1])
+		// Every try's resent A was a retransmission; only this one's was half of a pair.
+		wantHintCounts(t, s, "DNS", map[hints.Code]float64{hints.RetransmitAfterAnswer: float64(try), hints.ParallelAAAAA: 1})
+		return
+	}
+}
+
+// pairTry sends an A query for name and, a second later, sends it again
+// together with its AAAA, from one socket as glibc does: the first A's
+// answer was received, so the resent A is a retransmission whose other half
+// CoreDNS did see. It returns the lines of both A copies in order, the
+// AAAA's line, and how far apart CoreDNS started the resent A and the AAAA.
+func pairTry(t *testing.T, s *Server, c *rawUDP, name string) ([]Line, Line, time.Duration) {
+	t.Helper()
 	ma, qa := rawQuery(t, 0x1111, name, dns.TypeA)
 	m4, q4 := rawQuery(t, 0x2222, name, dns.TypeAAAA)
 
@@ -510,19 +551,8 @@ func TestHintsPairLostQuery(t *testing.T) {
 	as := byTime(t, s.WaitLines("of both A copies", 2, func(l Line) bool { return isClient(l, ra) }))
 	aaaa := s.WaitClient(r4)
 	check(t, aaaa, want{Status: "Succeeded", BitMap: 3, Rcode: "NOERROR", QType: "AAAA", Types: legs3})
-	mustHints(t, aaaa)
-	mustHints(t, as[0])
-	hs := mustHints(t, as[1], hints.RetransmitAfterAnswer, hints.ParallelAAAAA)
-	if h := hs[0]; h.EarlierSession != as[0].Session || !isBool(h.SamePort, true) || h.EarlierRcode != "NOERROR" {
-		t.Errorf("retransmit_after_answer: EarlierSession %d SamePort %v EarlierRcode %q, want %d true NOERROR\nline: %s",
-			h.EarlierSession, h.SamePort != nil && *h.SamePort, h.EarlierRcode, as[0].Session, as[1].Raw)
-	}
-	if h := hs[1]; h.Lost != hints.LostQuery || h.OtherSession != aaaa.Session {
-		t.Errorf("parallel_a_aaaa: Lost %q OtherSession %d, want %q %d (the AAAA's session)\nline: %s",
-			h.Lost, h.OtherSession, hints.LostQuery, aaaa.Session, as[1].Raw)
-	}
-	logLine(t, "pair, lost query", as[1])
-	wantHintCounts(t, s, "DNS", map[hints.Code]float64{hints.RetransmitAfterAnswer: 1, hints.ParallelAAAAA: 1})
+	started := byTime(t, []Line{as[1], aaaa})
+	return as, aaaa, lineTime(t, started[1]).Sub(lineTime(t, started[0]))
 }
 
 // forwardToUp is a client block with the default policy forwarding
