@@ -44,9 +44,10 @@ type leg struct {
 // session is one client query and everything seen for it; or, for a
 // background session, one upstream refresh that no client is waiting for.
 //
-// Sessions are pooled: only the fields a logged line needs are copied out of
-// the query path (see prepareLog), so a session that is not logged costs no
-// allocation once the pool is warm.
+// Sessions are pooled: a logged line is rendered from the session as it
+// ends (see emit), and only a held session has its messages copied (see
+// keepMessages), so a session that is not logged costs no allocation once
+// the pool is warm.
 type session struct {
 	id    uint64
 	start time.Time
