@@ -178,8 +178,9 @@ func TestNameTableEviction(t *testing.T) {
 		feed(r, 1, internal(fmt.Sprintf("random%d.example.", i), dns.RcodeServerFailure))
 	}
 	feed(r, 5, external("late.example.", up1, -1, time.Second))
-	if n := len(r.names.entries); n != maxNameEntries || len(r.names.idx) != maxNameEntries {
-		t.Fatalf("table holds %d entries, %d indexed, cap %d", n, len(r.names.idx), maxNameEntries)
+	names := &r.sets[r.epoch.Load()&1].names
+	if n := len(names.entries); n != maxNameEntries || len(names.idx) != maxNameEntries {
+		t.Fatalf("table holds %d entries, %d indexed, cap %d", n, len(names.idx), maxNameEntries)
 	}
 	rep := r.close(t0.Add(time.Minute), System{})
 	top := rep.FailedNames[0]
@@ -189,8 +190,8 @@ func TestNameTableEviction(t *testing.T) {
 	if rep.FailedNamesEvicted != 45 {
 		t.Errorf("FailedNamesEvicted %d, want 45", rep.FailedNamesEvicted)
 	}
-	if len(r.names.entries) != 0 || len(r.names.idx) != 0 {
-		t.Errorf("table not reset: %d entries", len(r.names.entries))
+	if len(names.entries) != 0 || len(names.idx) != 0 {
+		t.Errorf("table not reset: %d entries", len(names.entries))
 	}
 }
 

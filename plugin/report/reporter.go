@@ -8,6 +8,7 @@
 package report
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,22 +19,37 @@ import (
 //
 // Counters are plain atomics: every session already updates shared
 // Prometheus counters, so sharding these would not remove the contention.
-// Tick zeroes them one by one, so a session that ends during Tick may be
-// split across two windows; a report is a diagnosis, not an account.
+// They come in two sets, one per window parity. A session counts into the
+// set of the window it entered, whole, so a report's figures agree with
+// each other (a silent upstream's attempts are exactly its no-answers, and
+// the failed sessions that reached it); Tick moves new sessions to the
+// other set and waits for the ones still counting before it reads theirs.
+// The query path never waits: a session that enters as Tick moves on
+// simply counts into the new window.
 type Reporter struct {
 	cfg Config
 	now func() time.Time // stamps failing names; replaced in tests
 
+	epoch atomic.Uint64 // the current window's number; its parity picks the set
+	sets  [2]counters
+
+	// mu guards both sets' failing names and upstream additions, and the
+	// window's start: only failed sessions, new upstreams and Tick take it.
+	mu    sync.Mutex
+	start time.Time
+}
+
+// counters are one window's figures.
+type counters struct {
+	// inside counts the sessions counting into this set right now.
+	inside             atomic.Int64
 	internal, external population
 	hints              [hintCount]atomic.Uint64
 	searchCandidates   atomic.Uint64
 	upstreams          upstreamTable
-
-	// mu guards the failing names, the window's start and the addition
-	// of upstreams: only failed sessions, new upstreams and Tick take it.
-	mu    sync.Mutex
-	names nameTable
-	start time.Time
+	names              nameTable
+	// pad keeps the other set's counters off these cache lines.
+	_ [64]byte
 }
 
 type population struct {
@@ -43,50 +59,79 @@ type population struct {
 // New returns a Reporter whose first window starts now. cfg must be valid
 // (see Config.Validate).
 func New(cfg Config) *Reporter {
-	return &Reporter{cfg: cfg, now: time.Now, names: newNameTable(), start: time.Now()}
+	r := &Reporter{cfg: cfg, now: time.Now, start: time.Now()}
+	for i := range r.sets {
+		r.sets[i].names = newNameTable()
+	}
+	return r
 }
 
+// enter returns the set of the current window, counted as in use until
+// leave. If Tick moves on between reading the window and announcing the
+// session, the session backs out and enters the new window: Tick only
+// waits for sessions announced before it moved on.
+func (r *Reporter) enter() *counters {
+	for {
+		e := r.epoch.Load()
+		c := &r.sets[e&1]
+		c.inside.Add(1)
+		if r.epoch.Load() == e {
+			return c
+		}
+		c.inside.Add(-1)
+	}
+}
+
+func (c *counters) leave() { c.inside.Add(-1) }
+
 // Observe counts one finished client session, including its upstream
-// attempts. It keeps no reference to s.
+// attempts, all in one window. It keeps no reference to s.
 func (r *Reporter) Observe(s *Session) {
-	p := &r.internal
+	c := r.enter()
+	defer c.leave()
+	p := &c.internal
 	if s.External {
-		p = &r.external
+		p = &c.external
 	}
 	p.sessions.Add(1)
 	for i := range s.Attempts {
-		r.ObserveAttempt(s.Attempts[i])
+		r.observeAttempt(c, s.Attempts[i])
 	}
 	if h := s.Hints; h != 0 {
-		for i := range r.hints {
+		for i := range c.hints {
 			if h&(1<<i) != 0 {
-				r.hints[i].Add(1)
+				c.hints[i].Add(1)
 			}
 		}
 	}
 	if s.SearchCandidates > 0 {
-		r.searchCandidates.Add(uint64(s.SearchCandidates))
+		c.searchCandidates.Add(uint64(s.SearchCandidates))
 	}
 	if s.Failed {
 		p.failed.Add(1)
 		r.mu.Lock()
-		r.names.observe(s, r.now())
+		c.names.observe(s, r.now())
 		r.mu.Unlock()
 	}
 }
 
-// ObserveAttempt counts one upstream attempt. Observe calls it for a
-// session's Attempts; call it directly for attempts that belong to no
-// client session (prefetch, serve_stale refreshes), or to feed attempts
-// from an iterator instead of a slice.
+// ObserveAttempt counts one upstream attempt. Observe counts a session's
+// Attempts itself; call this for attempts that belong to no client session
+// (prefetch, serve_stale refreshes), or that did not fit in its Attempts.
 func (r *Reporter) ObserveAttempt(a Attempt) {
-	u := r.upstreams.find(a.Upstream)
+	c := r.enter()
+	r.observeAttempt(c, a)
+	c.leave()
+}
+
+func (r *Reporter) observeAttempt(c *counters, a Attempt) {
+	u := c.upstreams.find(a.Upstream)
 	if u == nil {
 		r.mu.Lock()
-		u = r.upstreams.add(a.Upstream)
+		u = c.upstreams.add(a.Upstream)
 		r.mu.Unlock()
 		if u == nil {
-			r.upstreams.untracked.Add(1)
+			c.upstreams.untracked.Add(1)
 			return
 		}
 	}
@@ -106,26 +151,34 @@ func (r *Reporter) Tick(now time.Time, sys System) (*Report, bool) {
 }
 
 // close ends the window at now and returns its report, verdicts included.
+// It waits for the sessions still counting into the closing window: a few
+// microseconds, as long as the longest Observe (or, rarely, one preempted
+// in the middle).
 func (r *Reporter) close(now time.Time, sys System) *Report {
+	c := &r.sets[r.epoch.Add(1)&1^1]
+	for c.inside.Load() != 0 {
+		runtime.Gosched()
+	}
+
 	r.mu.Lock()
 	start := r.start
 	r.start = now
-	names, evicted, cachedUpstream := r.names.take()
+	names, evicted, cachedUpstream := c.names.take()
 	r.mu.Unlock()
 
 	w := windowCounts{
 		start: start, end: now, sys: sys,
-		intSessions: r.internal.sessions.Swap(0), intFailed: r.internal.failed.Swap(0),
-		extSessions: r.external.sessions.Swap(0), extFailed: r.external.failed.Swap(0),
+		intSessions: c.internal.sessions.Swap(0), intFailed: c.internal.failed.Swap(0),
+		extSessions: c.external.sessions.Swap(0), extFailed: c.external.failed.Swap(0),
 		cachedUpstream:   cachedUpstream,
-		searchCandidates: r.searchCandidates.Swap(0),
-		upstreams:        r.upstreams.take(),
-		untracked:        r.upstreams.untracked.Swap(0),
+		searchCandidates: c.searchCandidates.Swap(0),
+		upstreams:        c.upstreams.take(),
+		untracked:        c.upstreams.untracked.Swap(0),
 		names:            names,
 		namesEvicted:     evicted,
 	}
-	for i := range r.hints {
-		w.hints[i] = r.hints[i].Swap(0)
+	for i := range c.hints {
+		w.hints[i] = c.hints[i].Swap(0)
 	}
 	rep := w.report(r.cfg.Instance)
 	rep.Verdicts = verdicts(r.cfg, rep)

@@ -34,7 +34,9 @@ func TestObserveSucceededAllocatesNothing(t *testing.T) {
 }
 
 // Observe and Tick run concurrently (go test -race), and no session is
-// lost or counted twice across the windows.
+// lost or counted twice across the windows; each session lands whole in
+// one window, so a window's figures agree with each other (a silent
+// upstream's no-answer share is never above 1).
 func TestConcurrentObserveAndTick(t *testing.T) {
 	r := New(DefaultConfig())
 	const workers, perWorker = 4, 3000
@@ -49,8 +51,22 @@ func TestConcurrentObserveAndTick(t *testing.T) {
 			rep := r.close(now, System{})
 			sessions += rep.Sessions
 			failed += rep.Failed
+			var silent, good uint64
 			for _, u := range rep.Upstreams {
 				attempts += u.Attempts
+				switch u.Address {
+				case up1.String():
+					silent = u.Attempts
+					if u.NoAnswer != u.Attempts || len(u.Rcodes) != 0 {
+						t.Errorf("window at %v: silent upstream %+v: every attempt, and only they, must be unanswered", now, u)
+					}
+				case up2.String():
+					good = u.Attempts
+				}
+			}
+			if silent != rep.Failed || good != rep.External.Sessions-rep.External.Failed {
+				t.Errorf("window at %v: %d failed and %d answered forwarded sessions, but %d and %d attempts: a session was split across windows",
+					now, rep.Failed, rep.External.Sessions-rep.External.Failed, silent, good)
 			}
 			if _, err := rep.AppendJSON(nil); err != nil {
 				t.Error(err)
